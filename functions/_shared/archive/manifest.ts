@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { TreeFile } from './tar-gz.ts';
+
+/**
+ * `manifest.json` as CodebeGen's Python service writes it (generation_id, project_id, version, created_at,
+ * file_count, total_size_bytes, files, metadata), plus `file_details` (size and sha256 per file) so any copy can be
+ * verified file by file. Older manifests without `file_details` still parse.
+ */
+export const manifestSchema = z.looseObject({
+  generation_id: z.string(),
+  project_id: z.string(),
+  version: z.number().int(),
+  created_at: z.string(),
+  file_count: z.number().int(),
+  total_size_bytes: z.number().int(),
+  files: z.array(z.string()),
+  metadata: z.record(z.string(), z.unknown()).default({}),
+  file_details: z.array(z.object({ path: z.string(), size_bytes: z.number().int(), sha256: z.string() })).optional(),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+export const sha256Hex = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
+
+/** Builds the manifest for source files (paths relative to `source/`), sorted by path. */
+export function buildManifest(input: {
+  generationId: string;
+  projectId: string;
+  version: number;
+  createdAt: Date;
+  files: readonly TreeFile[];
+  metadata: Record<string, unknown>;
+}): Manifest {
+  const files = [...input.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return {
+    generation_id: input.generationId,
+    project_id: input.projectId,
+    version: input.version,
+    created_at: input.createdAt.toISOString(),
+    file_count: files.length,
+    total_size_bytes: files.reduce((n, f) => n + f.data.byteLength, 0),
+    files: files.map((f) => f.path),
+    metadata: input.metadata,
+    file_details: files.map((f) => ({ path: f.path, size_bytes: f.data.byteLength, sha256: sha256Hex(f.data) })),
+  };
+}
+
+/** Pretty-printed like Python's `json.dumps(manifest, indent=2)`. */
+export const encodeManifest = (m: Manifest) => new TextEncoder().encode(JSON.stringify(m, null, 2));
+
+/** Parses manifest bytes; returns undefined when they are not a manifest (so callers can synthesise one). */
+export function parseManifest(bytes: Uint8Array): Manifest | undefined {
+  try {
+    const parsed = manifestSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A digest of what the caller sent — paths, contents and metadata, independent of key order — so a re-sent
+ * generation can be told apart from a different one under the same id.
+ */
+export function contentDigest(files: readonly TreeFile[], metadata: Record<string, unknown>): string {
+  const h = createHash('sha256');
+  for (const f of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    h.update(`${f.path}\0${f.data.byteLength}\0`).update(sha256Hex(f.data)).update('\0');
+  }
+  h.update(canonicalJson(metadata));
+  return h.digest('hex');
+}
+
+/** JSON with object keys sorted at every depth. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

@@ -1,0 +1,57 @@
+import { timingSafeEqual } from 'node:crypto';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { unauthorized } from '../errors.ts';
+import type { Principal } from './principal.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface VerifierOptions {
+  /** Legacy HS256 project JWT secret. */
+  jwtSecret?: string;
+  /** The project's JWKS (asymmetric signing keys): `${SUPABASE_URL}/auth/v1/.well-known/jwks.json`. */
+  jwksUrl?: string;
+  /** An opaque service key (`sb_secret_…`, or the legacy service_role JWT) that also means "the backend". */
+  serviceKey?: string;
+}
+
+export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
+
+/**
+ * Turns `Authorization: Bearer <token>` into a Principal, or throws 401. A Supabase user token
+ * (`role: authenticated`, uuid `sub`) is a user; `role: service_role`, or the configured service key itself,
+ * is the backend. Anything else — anon key, expired, forged, wrong secret — is 401, with no detail that helps forging.
+ */
+export function createAuthenticator(opts: VerifierOptions): Authenticate {
+  const key: Uint8Array | JWTVerifyGetKey | undefined = opts.jwksUrl
+    ? createRemoteJWKSet(new URL(opts.jwksUrl))
+    : opts.jwtSecret
+      ? new TextEncoder().encode(opts.jwtSecret)
+      : undefined;
+  if (!key) throw new Error('[auth] a JWT secret or a JWKS URL is required');
+  const serviceKey = opts.serviceKey ? new TextEncoder().encode(opts.serviceKey) : undefined;
+
+  return async (authorization) => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!m) throw unauthorized('missing or malformed Authorization header: expected "Bearer <token>"');
+    const token = m[1]!;
+    if (serviceKey && constantTimeEqual(new TextEncoder().encode(token), serviceKey)) {
+      return { kind: 'service', claims: { role: 'service_role' } };
+    }
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, key as Uint8Array, { clockTolerance: 5 }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw unauthorized('token expired');
+      throw unauthorized('invalid token');
+    }
+    if (payload.role === 'service_role') return { kind: 'service', claims: payload };
+    if (payload.role === 'authenticated' && typeof payload.sub === 'string' && UUID.test(payload.sub)) {
+      return { kind: 'user', userId: payload.sub.toLowerCase(), claims: { ...payload, sub: payload.sub.toLowerCase() } };
+    }
+    throw unauthorized('token does not identify a signed-in user');
+  };
+}
+
+function constantTimeEqual(a: Uint8Array, b: Uint8Array) {
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}

@@ -1,0 +1,137 @@
+import { z } from 'zod';
+
+/** Env records are plain string maps: `process.env` on Node, `Deno.env.toObject()` on the edge. */
+export type Env = Record<string, string | undefined>;
+
+const MiB = 1024 * 1024;
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off', ''])
+    .optional()
+    .transform((v) => (v === undefined || v === '' ? fallback : ['true', '1', 'yes', 'on'].includes(v)));
+
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const optionalUrl = optionalString.pipe(z.url({ message: 'must be an absolute URL' }).optional());
+
+const schema = z.object({
+  PORT: int(54321, 1, 65535),
+  PUBLIC_URL: optionalUrl,
+  STORAGE_PATH: optionalString.transform((v) => v ?? './storage/projects'),
+  CACHE_PATH: optionalString.transform((v) => v ?? './storage/cache'),
+  PGLITE_DATA_DIR: optionalString.transform((v) => v ?? './storage/db'),
+  DATABASE_URL: optionalString,
+  SUPABASE_URL: optionalUrl,
+  SUPABASE_SERVICE_KEY: optionalString,
+  SUPABASE_SERVICE_ROLE_KEY: optionalString,
+  SUPABASE_BUCKET: optionalString.transform((v) => v ?? 'codebegen-projects'),
+  SUPABASE_JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+  SUPABASE_JWKS_URL: optionalUrl,
+  DOWNLOAD_TOKEN_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+  USE_CLOUD_STORAGE: bool(false),
+  CACHE_TTL_HOURS: int(2, 0, 24 * 365),
+  AUTO_CLEANUP_ENABLED: bool(false),
+  CLEANUP_INTERVAL_HOURS: int(6, 1, 24 * 30),
+  MAX_CACHE_AGE_HOURS: int(24, 1, 24 * 365),
+  DOWNLOAD_URL_TTL_SECONDS: int(3600, 1, 7 * 24 * 3600),
+  MAX_FILES: int(5000, 1, 100_000),
+  MAX_FILE_BYTES: int(10 * MiB, 1, 2 ** 31 - 1),
+  MAX_GENERATION_BYTES: int(50 * MiB, 1, 2 ** 31 - 1),
+  MAX_REQUEST_BYTES: int(64 * MiB, 1024, 2 ** 31 - 1),
+  MAX_METADATA_BYTES: int(64 * 1024, 2, 16 * MiB),
+  CORS_ALLOWED_ORIGINS: optionalString.transform((v) => v ?? '*'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional().default('info'),
+});
+
+export type Config = {
+  port: number;
+  publicUrl: string;
+  storagePath: string;
+  cachePath: string;
+  pgliteDataDir: string;
+  databaseUrl?: string;
+  supabase: { url?: string; serviceKey?: string; bucket: string };
+  useCloudStorage: boolean;
+  auth: { jwtSecret?: string; jwksUrl?: string; downloadTokenSecret?: string };
+  cacheTtlHours: number;
+  autoCleanupEnabled: boolean;
+  cleanupIntervalHours: number;
+  maxCacheAgeHours: number;
+  downloadUrlTtlSeconds: number;
+  limits: { maxFiles: number; maxFileBytes: number; maxGenerationBytes: number; maxRequestBytes: number; maxMetadataBytes: number };
+  corsAllowedOrigins: string[];
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Validates an env record into a Config. Reads nothing else; throws a ConfigError that names every bad key.
+ * @example loadConfig({ PORT: '8080', USE_CLOUD_STORAGE: 'false' })
+ */
+export function loadConfig(env: Env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${String(i.path[0] ?? '?')}: ${i.message}`);
+    throw new ConfigError(`[config] invalid environment:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const serviceKey = e.SUPABASE_SERVICE_KEY ?? e.SUPABASE_SERVICE_ROLE_KEY;
+  if (e.USE_CLOUD_STORAGE) {
+    if (!e.SUPABASE_URL) throw new ConfigError('[config] SUPABASE_URL is required when USE_CLOUD_STORAGE=true');
+    if (!serviceKey) {
+      throw new ConfigError('[config] SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) is required when USE_CLOUD_STORAGE=true');
+    }
+  }
+  if (e.SUPABASE_JWT_SECRET && e.SUPABASE_JWKS_URL) {
+    throw new ConfigError('[config] set SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL, not both');
+  }
+  if (e.SUPABASE_JWKS_URL && !e.DOWNLOAD_TOKEN_SECRET) {
+    throw new ConfigError('[config] DOWNLOAD_TOKEN_SECRET is required with SUPABASE_JWKS_URL (a JWKS can verify but not sign)');
+  }
+  return {
+    port: e.PORT,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    storagePath: e.STORAGE_PATH,
+    cachePath: e.CACHE_PATH,
+    pgliteDataDir: e.PGLITE_DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    supabase: { url: e.SUPABASE_URL?.replace(/\/+$/, ''), serviceKey, bucket: e.SUPABASE_BUCKET },
+    useCloudStorage: e.USE_CLOUD_STORAGE,
+    auth: { jwtSecret: e.SUPABASE_JWT_SECRET, jwksUrl: e.SUPABASE_JWKS_URL, downloadTokenSecret: e.DOWNLOAD_TOKEN_SECRET },
+    cacheTtlHours: e.CACHE_TTL_HOURS,
+    autoCleanupEnabled: e.AUTO_CLEANUP_ENABLED,
+    cleanupIntervalHours: e.CLEANUP_INTERVAL_HOURS,
+    maxCacheAgeHours: e.MAX_CACHE_AGE_HOURS,
+    downloadUrlTtlSeconds: e.DOWNLOAD_URL_TTL_SECONDS,
+    limits: {
+      maxFiles: e.MAX_FILES,
+      maxFileBytes: e.MAX_FILE_BYTES,
+      maxGenerationBytes: e.MAX_GENERATION_BYTES,
+      maxRequestBytes: e.MAX_REQUEST_BYTES,
+      maxMetadataBytes: e.MAX_METADATA_BYTES,
+    },
+    corsAllowedOrigins: e.CORS_ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
+    logLevel: e.LOG_LEVEL,
+  };
+}

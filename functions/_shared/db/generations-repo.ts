@@ -1,0 +1,142 @@
+import type { Manifest } from '../archive/manifest.ts';
+import type { Tx } from './database.ts';
+
+export type UploadStatus = 'local' | 'pending' | 'uploaded' | 'failed';
+
+/** A row of public.generations, as the service uses it. */
+export interface GenerationRecord {
+  id: string;
+  projectId: string;
+  ownerId: string;
+  version: number;
+  fileCount: number;
+  totalSizeBytes: number;
+  archiveSizeBytes: number;
+  archiveSha256: string;
+  contentSha256: string;
+  manifest: Manifest;
+  storageKey: string;
+  uploadStatus: UploadStatus;
+  uploadAttempts: number;
+  uploadError: string | null;
+  uploadedAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const COLUMNS = `id::text, project_id::text, owner_id::text, version, file_count, total_size_bytes::float8 as total_size_bytes,
+  archive_size_bytes::float8 as archive_size_bytes, archive_sha256, content_sha256, manifest, storage_key, upload_status,
+  upload_attempts, upload_error, uploaded_at, created_at, updated_at`;
+
+type Row = {
+  id: string;
+  project_id: string;
+  owner_id: string;
+  version: number;
+  file_count: number;
+  total_size_bytes: number;
+  archive_size_bytes: number;
+  archive_sha256: string;
+  content_sha256: string;
+  manifest: Manifest | string;
+  storage_key: string;
+  upload_status: UploadStatus;
+  upload_attempts: number;
+  upload_error: string | null;
+  uploaded_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+};
+
+const toRecord = (r: Row): GenerationRecord => ({
+  id: r.id,
+  projectId: r.project_id,
+  ownerId: r.owner_id,
+  version: Number(r.version),
+  fileCount: Number(r.file_count),
+  totalSizeBytes: Number(r.total_size_bytes),
+  archiveSizeBytes: Number(r.archive_size_bytes),
+  archiveSha256: r.archive_sha256,
+  contentSha256: r.content_sha256,
+  manifest: typeof r.manifest === 'string' ? JSON.parse(r.manifest) : r.manifest,
+  storageKey: r.storage_key,
+  uploadStatus: r.upload_status,
+  uploadAttempts: Number(r.upload_attempts),
+  uploadError: r.upload_error,
+  uploadedAt: r.uploaded_at,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/** Serialises version allocation per project for the rest of the transaction. */
+export async function lockProject(tx: Tx, projectId: string): Promise<void> {
+  await tx.query(`select pg_advisory_xact_lock(hashtextextended($1::text, 0))`, [`project:${projectId}`]);
+}
+
+/** Creates the project for `ownerId` unless it exists; returns the owner visible to this role (none if hidden). */
+export async function ensureProject(tx: Tx, projectId: string, ownerId: string): Promise<string | undefined> {
+  await tx.query(`insert into public.projects (id, owner_id) values ($1::uuid, $2::uuid) on conflict (id) do nothing`, [projectId, ownerId]);
+  const rows = await tx.query<{ owner_id: string }>(`select owner_id::text from public.projects where id = $1::uuid`, [projectId]);
+  return rows[0]?.owner_id;
+}
+
+export async function projectVisible(tx: Tx, projectId: string): Promise<boolean> {
+  return (await tx.query(`select 1 from public.projects where id = $1::uuid`, [projectId])).length > 0;
+}
+
+export async function nextVersion(tx: Tx, projectId: string): Promise<number> {
+  const rows = await tx.query<{ v: number }>(`select coalesce(max(version), 0) + 1 as v from public.generations where project_id = $1::uuid`, [projectId]);
+  return Number(rows[0]!.v);
+}
+
+export async function versionTaken(tx: Tx, projectId: string, version: number): Promise<boolean> {
+  return (await tx.query(`select 1 from public.generations where project_id = $1::uuid and version = $2::int`, [projectId, version])).length > 0;
+}
+
+export async function findGeneration(tx: Tx, id: string): Promise<GenerationRecord | undefined> {
+  const rows = await tx.query<Row>(`select ${COLUMNS} from public.generations where id = $1::uuid`, [id]);
+  return rows[0] && toRecord(rows[0]);
+}
+
+export type NewGeneration = Omit<GenerationRecord, 'uploadAttempts' | 'uploadError' | 'uploadedAt' | 'createdAt' | 'updatedAt'> & { createdAt: Date };
+
+export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<GenerationRecord> {
+  const rows = await tx.query<Row>(
+    `insert into public.generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes,
+       archive_sha256, content_sha256, manifest, storage_key, upload_status, created_at, updated_at)
+     values ($1::uuid, $2::uuid, $3::uuid, $4::int, $5::int, $6::bigint, $7::bigint, $8, $9, $10::jsonb, $11, $12, $13::timestamptz, $13::timestamptz)
+     returning ${COLUMNS}`,
+    [
+      g.id,
+      g.projectId,
+      g.ownerId,
+      g.version,
+      g.fileCount,
+      g.totalSizeBytes,
+      g.archiveSizeBytes,
+      g.archiveSha256,
+      g.contentSha256,
+      JSON.stringify(g.manifest),
+      g.storageKey,
+      g.uploadStatus,
+      g.createdAt.toISOString(),
+    ],
+  );
+  return toRecord(rows[0]!);
+}
+
+/** Newest version first; `beforeVersion` pages on. */
+export async function listGenerations(tx: Tx, projectId: string, limit: number, beforeVersion?: number): Promise<GenerationRecord[]> {
+  const rows = await tx.query<Row>(
+    `select ${COLUMNS} from public.generations
+     where project_id = $1::uuid and ($2::int is null or version < $2::int)
+     order by version desc limit $3::int`,
+    [projectId, beforeVersion ?? null, limit],
+  );
+  return rows.map(toRecord);
+}
+
+export async function deleteGeneration(tx: Tx, id: string): Promise<GenerationRecord | undefined> {
+  const rows = await tx.query<Row>(`delete from public.generations where id = $1::uuid returning ${COLUMNS}`, [id]);
+  return rows[0] && toRecord(rows[0]);
+}

@@ -1,0 +1,193 @@
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { generationDirName } from '../archive/generation-archive.ts';
+import type { DownloadSigner } from '../auth/download-token.ts';
+import type { Principal } from '../auth/principal.ts';
+import type { Authenticate } from '../auth/verify-jwt.ts';
+import type { GenerationRecord } from '../db/generations-repo.ts';
+import { AppError, badRequest, ErrorCode, toErrorBody, tooLarge } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { GenerationService } from '../storage/generation-service.ts';
+import { buildOpenApi } from './openapi.ts';
+import { describeIssues, listQuery, saveRequest, uuid, type healthBody } from './schemas.ts';
+import type { z } from 'zod';
+
+export type HealthReport = z.infer<typeof healthBody>;
+
+export interface GenerationsAppDeps {
+  service: GenerationService;
+  authenticate: Authenticate;
+  downloads: DownloadSigner;
+  health: () => Promise<HealthReport>;
+  /** Origin the download URLs point at, e.g. http://localhost:54321 or https://<ref>.supabase.co. */
+  publicUrl: string;
+  cloudEnabled: boolean;
+  maxRequestBytes: number;
+  corsAllowedOrigins: string[];
+  log: Logger;
+}
+
+/**
+ * The `generations` function: save, list, get, download and delete generations. Served by Supabase at
+ * /functions/v1/generations/..., which hands the app the path /generations/..., hence the basePath.
+ */
+export function createGenerationsApp(deps: GenerationsAppDeps) {
+  const { service, log } = deps;
+  const app = new Hono({ strict: false }).basePath('/generations');
+  const functionUrl = `${deps.publicUrl}/functions/v1/generations`;
+
+  app.use(
+    '*',
+    cors({
+      origin: deps.corsAllowedOrigins.includes('*') ? '*' : deps.corsAllowedOrigins,
+      allowHeaders: ['authorization', 'x-client-info', 'apikey', 'content-type'],
+      allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+      exposeHeaders: ['content-disposition', 'x-checksum-sha256', 'idempotent-replayed'],
+      maxAge: 86_400,
+    }),
+  );
+  app.onError((err, c) => {
+    const { status, body } = toErrorBody(err);
+    if (status >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, error: err, cause: (err as Error).cause });
+    return c.json(body, status);
+  });
+  app.notFound((c) => c.json({ error: { code: ErrorCode.NotFound, message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+  const principal = (c: Context) => deps.authenticate(c.req.header('authorization'));
+  const idParam = (c: Context) => {
+    const parsed = uuid.safeParse(c.req.param('id'));
+    if (!parsed.success) throw badRequest(`id: must be a UUID`);
+    return parsed.data;
+  };
+  const summary = (r: GenerationRecord) => ({
+    generation_id: r.id,
+    project_id: r.projectId,
+    version: r.version,
+    file_count: r.fileCount,
+    total_size_bytes: r.totalSizeBytes,
+    sha256: r.archiveSha256,
+    archive_size_bytes: r.archiveSizeBytes,
+    created_at: r.createdAt.toISOString(),
+    storage: {
+      local_path: `${r.projectId}/generations/${generationDirName({ version: r.version, generationId: r.id })}`,
+      cloud_enabled: deps.cloudEnabled,
+      uploaded: r.uploadStatus === 'uploaded',
+      status: r.uploadStatus,
+    },
+  });
+  const full = async (r: GenerationRecord) => {
+    const { token } = await deps.downloads.sign({ generationId: r.id, ownerId: r.ownerId });
+    const { storage, ...rest } = summary(r);
+    return {
+      ...rest,
+      download_url: `${functionUrl}/${r.id}/download?token=${encodeURIComponent(token)}`,
+      expires_in: deps.downloads.ttlSeconds,
+      storage,
+    };
+  };
+
+  app.get('/health', async (c) => {
+    const report = await deps.health();
+    return c.json(report, report.status === 'ok' ? 200 : 503);
+  });
+
+  app.get('/openapi.json', (c) => c.json(buildOpenApi(functionUrl)));
+
+  app.post(
+    '/',
+    bodyLimit({
+      maxSize: deps.maxRequestBytes,
+      onError: () => {
+        throw tooLarge(`request body over ${deps.maxRequestBytes} bytes`);
+      },
+    }),
+    async (c) => {
+      const who = await principal(c);
+      const type = c.req.header('content-type') ?? '';
+      if (!/^application\/json\b/i.test(type)) {
+        throw new AppError(ErrorCode.UnsupportedMediaType, 415, 'content-type must be application/json');
+      }
+      let json: unknown;
+      try {
+        json = await c.req.json();
+      } catch {
+        throw badRequest('body is not valid JSON', ErrorCode.InvalidJson);
+      }
+      const parsed = saveRequest.safeParse(json);
+      if (!parsed.success) throw badRequest(describeIssues(parsed.error));
+      const b = parsed.data;
+      const { record, created } = await service.save(who, {
+        projectId: b.project_id,
+        generationId: b.generation_id,
+        version: b.version,
+        files: b.files,
+        metadata: b.metadata,
+        ownerId: b.owner_id,
+      });
+      if (!created) c.header('idempotent-replayed', 'true');
+      c.header('location', `${functionUrl}/${record.id}`);
+      return c.json(await full(record), 201);
+    },
+  );
+
+  app.get('/', async (c) => {
+    const who = await principal(c);
+    const parsed = listQuery.safeParse(c.req.query());
+    if (!parsed.success) throw badRequest(describeIssues(parsed.error));
+    const { project_id, limit, cursor } = parsed.data;
+    const before = cursor === undefined ? undefined : decodeCursor(cursor);
+    const page = await service.list(who, project_id, limit, before);
+    const last = page.items.at(-1);
+    return c.json({ items: page.items.map(summary), next_cursor: page.more && last ? encodeCursor(last.version) : null });
+  });
+
+  app.get('/:id', async (c) => {
+    const id = idParam(c);
+    return c.json(await full(await service.get(await principal(c), id)));
+  });
+
+  app.get('/:id/download', async (c) => {
+    const id = idParam(c);
+    const token = c.req.query('token');
+    let who: Principal;
+    if (token !== undefined) {
+      const grant = await deps.downloads.verify(token, id);
+      who = { kind: 'user', userId: grant.ownerId, claims: { sub: grant.ownerId, role: 'authenticated' } };
+    } else {
+      who = await principal(c);
+    }
+    const { record, bytes } = await service.archive(who, id);
+    const name = `${generationDirName({ version: record.version, generationId: record.id })}.tar.gz`;
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+      'content-type': 'application/gzip',
+      'content-length': String(bytes.byteLength),
+      'content-disposition': `attachment; filename="${name}"`,
+      'x-checksum-sha256': record.archiveSha256,
+      etag: `"${record.archiveSha256}"`,
+      'cache-control': 'private, no-store',
+    });
+  });
+
+  app.delete('/:id', async (c) => {
+    const id = idParam(c);
+    await service.delete(await principal(c), id);
+    return c.body(null, 204);
+  });
+
+  return app;
+}
+
+const encodeCursor = (version: number) => btoa(`v:${version}`).replace(/=+$/, '');
+
+function decodeCursor(cursor: string): number {
+  let text = '';
+  try {
+    text = atob(cursor);
+  } catch {
+    /* falls through to the error below */
+  }
+  const m = /^v:(\d{1,10})$/.exec(text);
+  if (!m) throw badRequest('cursor: not a cursor this API returned');
+  return Number(m[1]);
+}

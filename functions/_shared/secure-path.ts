@@ -1,0 +1,52 @@
+import { invalidPath } from './errors.ts';
+
+const MAX_PATH_LENGTH = 1024;
+const MAX_SEGMENT_BYTES = 255;
+const utf8 = new TextEncoder();
+
+/**
+ * Normalises a caller-supplied relative file path ("a//b/./c" -> "a/b/c") or throws a 400 `invalid_path`.
+ * Rejects what could escape a folder or mean different things on different systems:
+ * absolute paths, drive letters, `..`, backslashes, NUL and control characters, directories (trailing `/`).
+ * @example normaliseRelativePath('app//main.py') === 'app/main.py'
+ */
+export function normaliseRelativePath(input: string, label?: string): string {
+  const fail = (why: string) => invalidPath(`${label ?? `path ${show(input)}`}: ${why}`);
+  if (input.length === 0) throw fail('must not be empty');
+  if (input.length > MAX_PATH_LENGTH) throw fail(`must be at most ${MAX_PATH_LENGTH} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(input)) throw fail('must not contain NUL or control characters');
+  if (input.includes('\\')) throw fail('must use "/" as separator, not "\\"');
+  if (input.startsWith('/')) throw fail('must be relative, not absolute');
+  if (/^[A-Za-z]:/.test(input)) throw fail('must not start with a drive letter');
+  if (input.endsWith('/')) throw fail('must name a file, not a directory');
+  const segments = input.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.some((s) => s === '..')) throw fail('must not contain ".."');
+  if (segments.length === 0) throw fail('must name a file');
+  if (segments.some((s) => utf8.encode(s).length > MAX_SEGMENT_BYTES)) throw fail(`has a name longer than ${MAX_SEGMENT_BYTES} bytes`);
+  return segments.join('/');
+}
+
+/**
+ * Normalises a whole set of file paths and checks they can coexist in one tree:
+ * no two equal after normalisation, and no path that is both a file and a folder ("a" and "a/b").
+ * Returns the normalised paths in input order.
+ */
+export function normaliseFileSet(paths: readonly string[], label = 'files'): string[] {
+  const out = paths.map((p) => normaliseRelativePath(p, `${label}[${show(p)}]`));
+  const seen = new Set<string>();
+  for (const p of out) {
+    if (seen.has(p)) throw invalidPath(`${label}: more than one entry normalises to ${JSON.stringify(p)}`);
+    seen.add(p);
+  }
+  for (const p of out) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (seen.has(dir)) throw invalidPath(`${label}: ${JSON.stringify(dir)} is both a file and a folder`);
+    }
+  }
+  return out;
+}
+
+const show = (p: string) => JSON.stringify(p.length > 80 ? `${p.slice(0, 80)}…` : p);

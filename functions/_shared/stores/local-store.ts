@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { encodeManifest, parseManifest, type Manifest } from '../archive/manifest.ts';
+import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
+import type { TreeFile } from '../archive/tar-gz.ts';
+import { normaliseRelativePath } from '../secure-path.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Our scratch folder inside STORAGE_PATH (same filesystem, so renames are atomic); not a project id. */
+const SCRATCH = '.codebegen-tmp';
+
+export type Layout = 'hierarchical' | 'flat';
+
+/** What is on disk for one generation, in whichever of CodebeGen's layouts it was found. */
+export interface LocalGeneration {
+  layout: Layout;
+  /** From manifest.json; flat folders have none. */
+  manifest?: Manifest;
+  /** Source files, paths relative to `source/` (hierarchical) or to the folder itself (flat). */
+  files: TreeFile[];
+}
+
+/**
+ * Generations on local disk in CodebeGen's own layout:
+ *   {root}/{project_id}/generations/v{version}__{generation_id}/{manifest.json, source/, artifacts/}
+ *   {root}/{project_id}/generations/v{version}__{generation_id}.tar.gz   (the archive we serve and upload)
+ * and reads the old flat layout {root}/{generation_id}/<files> too, so the Python service and this one can share
+ * a folder. Writes are atomic: a generation is built in a scratch folder and renamed into place.
+ * Symlinks are never followed (Python's `active` link is skipped).
+ */
+export class LocalStore {
+  constructor(readonly root: string) {}
+
+  /** Path relative to the root: what callers may see (never an absolute server path). */
+  relativePath(ref: GenerationRef): string {
+    assertRef(ref);
+    return `${ref.projectId}/generations/${generationDirName(ref)}`;
+  }
+
+  generationDir(ref: GenerationRef): string {
+    return join(this.root, this.relativePath(ref));
+  }
+
+  archivePath(ref: GenerationRef): string {
+    return `${this.generationDir(ref)}.tar.gz`;
+  }
+
+  private flatDir(ref: GenerationRef): string {
+    assertRef(ref);
+    return join(this.root, ref.generationId);
+  }
+
+  /** Writes manifest, sources, an empty artifacts/ and the archive; visible all at once or not at all. */
+  async write(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
+    const scratch = await this.scratchDir();
+    try {
+      const dir = join(scratch, 'generation');
+      await mkdir(join(dir, 'artifacts'), { recursive: true });
+      await mkdir(join(dir, 'source'), { recursive: true });
+      await writeFile(join(dir, 'manifest.json'), encodeManifest(manifest));
+      const made = new Set<string>();
+      for (const f of files) {
+        const target = join(dir, 'source', normaliseRelativePath(f.path));
+        const parent = dirname(target);
+        if (!made.has(parent)) {
+          await mkdir(parent, { recursive: true });
+          made.add(parent);
+        }
+        await writeFile(target, f.data);
+      }
+      await writeFile(join(scratch, 'archive.tar.gz'), archive);
+      const finalDir = this.generationDir(ref);
+      await mkdir(dirname(finalDir), { recursive: true });
+      // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside.
+      await this.moveAside(finalDir, scratch, 'stale');
+      await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
+      await rename(dir, finalDir);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /** The stored archive, or undefined (a folder CodebeGen's Python wrote has none). */
+  async readArchive(ref: GenerationRef): Promise<Uint8Array | undefined> {
+    try {
+      return new Uint8Array(await readFile(this.archivePath(ref)));
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Which layout holds this generation, if any. */
+  async locate(ref: GenerationRef): Promise<{ layout: Layout; dir: string } | undefined> {
+    const hier = this.generationDir(ref);
+    if (await isRealDir(hier)) return { layout: 'hierarchical', dir: hier };
+    const flat = this.flatDir(ref);
+    if (await isRealDir(flat)) return { layout: 'flat', dir: flat };
+    return undefined;
+  }
+
+  /** Reads a generation's manifest and source files from either layout. */
+  async read(ref: GenerationRef): Promise<LocalGeneration | undefined> {
+    const where = await this.locate(ref);
+    if (!where) return undefined;
+    if (where.layout === 'flat') return { layout: 'flat', files: await readTree(where.dir) };
+    let manifest: Manifest | undefined;
+    try {
+      manifest = parseManifest(new Uint8Array(await readFile(join(where.dir, 'manifest.json'))));
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+    const source = join(where.dir, 'source');
+    return { layout: 'hierarchical', manifest, files: (await isRealDir(source)) ? await readTree(source) : [] };
+  }
+
+  /** Removes the generation in every layout (folder, archive, flat folder and its .zip). Safe to repeat. */
+  async remove(ref: GenerationRef): Promise<void> {
+    const scratch = await this.scratchDir();
+    try {
+      await this.moveAside(this.archivePath(ref), scratch, 'archive');
+      await this.moveAside(this.generationDir(ref), scratch, 'dir');
+      await this.moveAside(this.flatDir(ref), scratch, 'flat');
+      await this.moveAside(`${this.flatDir(ref)}.zip`, scratch, 'zip');
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /** Whether the root exists and accepts writes. */
+  async writable(): Promise<boolean> {
+    try {
+      const scratch = await this.scratchDir();
+      await rm(scratch, { recursive: true, force: true });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async scratchDir(): Promise<string> {
+    const dir = join(this.root, SCRATCH, randomUUID());
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Renames `path` into the scratch folder (it vanishes atomically), if it exists. */
+  private async moveAside(path: string, scratch: string, name: string): Promise<void> {
+    try {
+      await rename(path, join(scratch, name));
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+  }
+}
+
+function assertRef(ref: GenerationRef) {
+  if (!UUID.test(ref.projectId) || !UUID.test(ref.generationId) || !Number.isInteger(ref.version) || ref.version < 1) {
+    throw new Error(`[local-store] not a generation reference: ${JSON.stringify(ref)}`);
+  }
+}
+
+const isMissing = (err: unknown) => (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+
+async function isRealDir(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch (err) {
+    if (isMissing(err)) return false;
+    throw err;
+  }
+}
+
+/** Every regular file under `dir`, paths relative to it, sorted; symlinks and other specials are skipped. */
+async function readTree(dir: string): Promise<TreeFile[]> {
+  const out: TreeFile[] = [];
+  const walk = async (abs: string, rel: string) => {
+    const entries = await readdir(abs, { withFileTypes: true });
+    for (const e of entries) {
+      const childRel = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(join(abs, e.name), childRel);
+      else if (e.isFile()) out.push({ path: childRel, data: new Uint8Array(await readFile(join(abs, e.name))) });
+    }
+  };
+  await walk(dir, '');
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}

@@ -1,0 +1,73 @@
+import { serve, type ServerType } from '@hono/node-server';
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { Hono } from 'hono';
+import { loadConfig, type Env } from '../functions/_shared/config.ts';
+import { createDatabase, type Database } from '../functions/_shared/db/database.ts';
+import { migrate } from '../functions/_shared/db/migrate.ts';
+import { readMigrations } from '../functions/_shared/db/migration-files.ts';
+import { openPGlite } from '../functions/_shared/db/pglite-driver.ts';
+import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
+import { createLogger, type Logger } from '../functions/_shared/log.ts';
+import { buildGenerationsApp } from '../functions/_shared/wiring.ts';
+import { resolveJwtSecret } from './local-secret.ts';
+
+const repoPath = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
+
+/** Opens DATABASE_URL, or the embedded PGlite in `pgliteDataDir`, and applies pending migrations. */
+export async function openDatabase(config: { databaseUrl?: string; pgliteDataDir: string }, log: Logger): Promise<Database> {
+  let db: Database;
+  if (config.databaseUrl) db = createDatabase(openPostgres(config.databaseUrl));
+  else {
+    await mkdir(config.pgliteDataDir, { recursive: true });
+    db = createDatabase(await openPGlite(config.pgliteDataDir));
+  }
+  try {
+    const applied = await migrate(db, await readMigrations(repoPath('supabase/migrations')), readFileSync(repoPath('supabase/bootstrap/plain-postgres.sql'), 'utf8'));
+    if (applied.length) log.info('migrations applied', { versions: applied });
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  return db;
+}
+
+export interface NodeServer {
+  url: string;
+  port: number;
+  /** Stops accepting, finishes in-flight requests, closes the database. */
+  close(): Promise<void>;
+}
+
+/** Starts every function under /functions/v1 on Node: the embedded default and self-hosting. */
+export async function startNodeServer(env: Env, opts: { log?: Logger } = {}): Promise<NodeServer> {
+  const config = loadConfig(env);
+  const log = opts.log ?? createLogger(config.logLevel);
+  const { secret, source } = resolveJwtSecret(config);
+  const db = await openDatabase(config, log);
+  const { app: generations } = buildGenerationsApp(config, db, log, { jwtSecret: secret });
+  const root = new Hono();
+  root.route('/functions/v1', generations);
+  root.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+  const host = env.HOST?.trim() || '127.0.0.1';
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: root.fetch, port: config.port, hostname: host }, () => resolve(s));
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info('server started', { url: `http://${host}:${port}/functions/v1/generations`, database: config.databaseUrl ? 'postgres' : 'pglite', jwt_secret: source, cloud: config.useCloudStorage });
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    close: () =>
+      (closing ??= (async () => {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await db.close();
+        log.info('server stopped');
+      })()),
+  };
+}
