@@ -51,7 +51,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger } = {}): Pr
   root.route('/functions/v1', generations);
   root.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
 
-  const host = env.HOST?.trim() || '127.0.0.1';
+  const host = config.host;
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: root.fetch, port: config.port, hostname: host }, () => resolve(s));
   });

@@ -33,7 +33,8 @@ const optionalString = z
 const optionalUrl = optionalString.pipe(z.url({ message: 'must be an absolute URL' }).optional());
 
 const schema = z.object({
-  PORT: int(54321, 1, 65535),
+  PORT: int(54321, 0, 65535),
+  HOST: optionalString.transform((v) => v ?? '127.0.0.1'),
   PUBLIC_URL: optionalUrl,
   STORAGE_PATH: optionalString.transform((v) => v ?? './storage/projects'),
   CACHE_PATH: optionalString.transform((v) => v ?? './storage/cache'),
@@ -63,6 +64,8 @@ const schema = z.object({
 
 export type Config = {
   port: number;
+  /** Interface the Node server binds; 0.0.0.0 to serve other machines. */
+  host: string;
   publicUrl: string;
   storagePath: string;
   cachePath: string;
@@ -111,6 +114,7 @@ export function loadConfig(env: Env): Config {
   }
   return {
     port: e.PORT,
+    host: e.HOST,
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     storagePath: e.STORAGE_PATH,
     cachePath: e.CACHE_PATH,

@@ -45,8 +45,36 @@ export function buildManifest(input: {
   };
 }
 
-/** Pretty-printed like Python's `json.dumps(manifest, indent=2)`. */
-export const encodeManifest = (m: Manifest) => new TextEncoder().encode(JSON.stringify(m, null, 2));
+/**
+ * Pretty-printed like Python's `json.dumps(manifest, indent=2)`, in a fixed key order (CodebeGen's fields first,
+ * then ours, nested keys sorted), so the bytes depend only on the content — not on where the manifest was kept
+ * (Postgres jsonb reorders keys).
+ */
+export function encodeManifest(m: Manifest): Uint8Array {
+  const { generation_id, project_id, version, created_at, file_count, total_size_bytes, files, metadata, file_details, ...extra } = m;
+  const ordered = {
+    generation_id,
+    project_id,
+    version,
+    created_at,
+    file_count,
+    total_size_bytes,
+    files,
+    metadata: sortKeysDeep(metadata),
+    ...sortKeysDeep(extra),
+    file_details: file_details?.map((d) => ({ path: d.path, size_bytes: d.size_bytes, sha256: d.sha256 })),
+  };
+  return new TextEncoder().encode(JSON.stringify(ordered, null, 2));
+}
+
+function sortKeysDeep<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(sortKeysDeep) as T;
+  if (value && typeof value === 'object') {
+    const keys = Object.keys(value).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return Object.fromEntries(keys.map((k) => [k, sortKeysDeep((value as Record<string, unknown>)[k])])) as T;
+  }
+  return value;
+}
 
 /** Parses manifest bytes; returns undefined when they are not a manifest (so callers can synthesise one). */
 export function parseManifest(bytes: Uint8Array): Manifest | undefined {
@@ -72,12 +100,4 @@ export function contentDigest(files: readonly TreeFile[], metadata: Record<strin
 }
 
 /** JSON with object keys sorted at every depth. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
+export const canonicalJson = (value: unknown): string => JSON.stringify(sortKeysDeep(value)) ?? 'null';

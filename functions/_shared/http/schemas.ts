@@ -14,8 +14,7 @@ export const saveRequest = z
     files: z.record(z.string(), z.string()).describe('Relative path -> UTF-8 content. Paths must be relative, without "..", "\\" or NUL.'),
     metadata: z.record(z.string(), z.unknown()).optional().describe('Free-form JSON object stored in manifest.json.'),
     owner_id: uuid.optional().describe('Service role only: the user who owns the generation.'),
-  })
-  .meta({ id: 'SaveGenerationRequest' });
+  });
 
 export const listQuery = z.strictObject({
   project_id: uuid,
@@ -43,20 +42,16 @@ export const generationBody = z
       uploaded: z.boolean(),
       status: uploadStatus,
     }),
-  })
-  .meta({ id: 'Generation' });
+  });
 
 export const generationSummary = generationBody
-  .omit({ download_url: true, expires_in: true })
-  .meta({ id: 'GenerationSummary' });
+  .omit({ download_url: true, expires_in: true });
 
 export const listBody = z
-  .object({ items: z.array(generationSummary), next_cursor: z.string().nullable() })
-  .meta({ id: 'GenerationList' });
+  .object({ items: z.array(generationSummary), next_cursor: z.string().nullable() });
 
 export const errorBody = z
-  .object({ error: z.object({ code: z.string(), message: z.string() }) })
-  .meta({ id: 'Error' });
+  .object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 export const healthBody = z
   .object({
@@ -64,8 +59,7 @@ export const healthBody = z
     db: z.object({ ok: z.boolean() }),
     storage: z.object({ ok: z.boolean() }),
     cloud: z.object({ enabled: z.boolean(), ok: z.boolean().nullable() }),
-  })
-  .meta({ id: 'Health' });
+  });
 
 /** "field.sub: message" for the first few issues: a 400 always names the offending field. */
 export function describeIssues(error: z.ZodError): string {
