@@ -14,10 +14,15 @@ import { buildGenerationsApp } from '../../functions/_shared/wiring.ts';
 export const JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
 export const SERVICE_KEY = 'sb_secret_test_service_key_for_local_tests';
 
+/** Applies the bootstrap and every migration, as the servers do at start-up. */
+export async function migrateAll(db: Database): Promise<string[]> {
+  return migrate(db, await readMigrations('supabase/migrations'), readFileSync('supabase/bootstrap/plain-postgres.sql', 'utf8'));
+}
+
 /** A fresh embedded Postgres with the bootstrap and every migration applied. */
 export async function migratedPGlite(): Promise<Database> {
   const db = createDatabase(await openPGlite());
-  await migrate(db, await readMigrations('supabase/migrations'), readFileSync('supabase/bootstrap/plain-postgres.sql', 'utf8'));
+  await migrateAll(db);
   return db;
 }
 
@@ -59,8 +64,8 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
-/** The generations app in process, on a fresh PGlite and a temp STORAGE_PATH. */
-export async function appContext(env: Env = {}): Promise<AppContext> {
+/** The generations app in process, on a fresh PGlite (or the database given) and a temp STORAGE_PATH. */
+export async function appContext(env: Env = {}, database?: Database): Promise<AppContext> {
   const dir = tempDir();
   const config = loadConfig({
     STORAGE_PATH: join(dir.path, 'projects'),
@@ -70,7 +75,7 @@ export async function appContext(env: Env = {}): Promise<AppContext> {
     PUBLIC_URL: 'http://storage.test',
     ...env,
   });
-  const db = await migratedPGlite();
+  const db = database ?? (await migratedPGlite());
   const log = memoryLogger();
   const clock = { now: Date.now() };
   const built = buildGenerationsApp(config, db, log, { now: () => clock.now });
