@@ -1,0 +1,219 @@
+import { randomUUID } from 'node:crypto';
+import { packGeneration, storageKey, type GenerationRef } from '../archive/generation-archive.ts';
+import { buildManifest, canonicalJson, contentDigest } from '../archive/manifest.ts';
+import type { TreeFile } from '../archive/tar-gz.ts';
+import type { Principal } from '../auth/principal.ts';
+import type { Database, Tx } from '../db/database.ts';
+import * as repo from '../db/generations-repo.ts';
+import type { GenerationRecord } from '../db/generations-repo.ts';
+import { AppError, badRequest, ErrorCode, forbidden, generationNotFound, internal, projectNotFound, tooLarge } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { normaliseFileSet } from '../secure-path.ts';
+import type { LocalStore } from '../stores/local-store.ts';
+
+export interface Limits {
+  maxFiles: number;
+  maxFileBytes: number;
+  maxGenerationBytes: number;
+  maxMetadataBytes: number;
+}
+
+export interface SaveInput {
+  projectId: string;
+  generationId?: string;
+  version?: number;
+  /** Relative path -> UTF-8 content. */
+  files: Record<string, string>;
+  metadata?: Record<string, unknown>;
+  /** Service role only: whom the generation belongs to. */
+  ownerId?: string;
+}
+
+export interface SaveResult {
+  record: GenerationRecord;
+  /** false when the same generation was sent again (an idempotent replay). */
+  created: boolean;
+}
+
+export interface GenerationServiceDeps {
+  db: Database;
+  local: LocalStore;
+  limits: Limits;
+  cloudEnabled: boolean;
+  log: Logger;
+  now?: () => Date;
+}
+
+/**
+ * Saves, lists, reads and deletes generations for a Principal. Ownership is never checked here: every query runs
+ * as the caller (`db.asUser`), so row-level security decides, and the service role is the one named exception.
+ * The cloud half (background upload, cache) composes around this in the cloud issue; rows already carry the state.
+ */
+export class GenerationService {
+  private readonly now: () => Date;
+  constructor(private readonly deps: GenerationServiceDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  /** Runs `fn` in a transaction as the principal: RLS for users, the service role for the backend. */
+  private as<T>(p: Principal, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return p.kind === 'service' ? this.deps.db.asService(fn) : this.deps.db.asUser(p.claims, fn);
+  }
+
+  async save(principal: Principal, input: SaveInput): Promise<SaveResult> {
+    const { limits } = this.deps;
+    const ownerId = resolveOwner(principal, input.ownerId);
+    const files = this.toTreeFiles(input.files);
+    const metadata = input.metadata ?? {};
+    if (new TextEncoder().encode(canonicalJson(metadata)).byteLength > limits.maxMetadataBytes) {
+      throw tooLarge(`metadata: over ${limits.maxMetadataBytes} bytes`);
+    }
+    const generationId = input.generationId ?? randomUUID();
+    const contentSha256 = contentDigest(files, metadata);
+    let written: GenerationRef | undefined;
+    try {
+      return await this.as(principal, async (tx) => {
+        await repo.lockProject(tx, input.projectId);
+        const existing = await repo.findGeneration(tx, generationId);
+        if (existing) {
+          const same =
+            existing.projectId === input.projectId &&
+            existing.contentSha256 === contentSha256 &&
+            existing.ownerId === ownerId &&
+            (input.version === undefined || input.version === existing.version);
+          if (!same) throw new AppError(ErrorCode.GenerationConflict, 409, `generation ${generationId} already exists with other content`);
+          return { record: existing, created: false };
+        }
+        const owner = await repo.ensureProject(tx, input.projectId, ownerId);
+        if (owner === undefined) throw projectNotFound();
+        if (owner !== ownerId) {
+          // Only the service role can see another owner's project; a user sees nothing (above).
+          throw new AppError(ErrorCode.GenerationConflict, 409, `project ${input.projectId} belongs to another owner`);
+        }
+        let version = input.version;
+        if (version === undefined) version = await repo.nextVersion(tx, input.projectId);
+        else if (await repo.versionTaken(tx, input.projectId, version)) {
+          throw new AppError(ErrorCode.VersionConflict, 409, `version ${version} of project ${input.projectId} already exists`);
+        }
+        const ref: GenerationRef = { projectId: input.projectId, generationId, version };
+        const createdAt = this.now();
+        const manifest = buildManifest({ generationId, projectId: input.projectId, version, createdAt, files, metadata });
+        const archive = await packGeneration(manifest, files);
+        const record = await repo.insertGeneration(tx, {
+          id: generationId,
+          projectId: input.projectId,
+          ownerId,
+          version,
+          fileCount: manifest.file_count,
+          totalSizeBytes: manifest.total_size_bytes,
+          archiveSizeBytes: archive.bytes.byteLength,
+          archiveSha256: archive.sha256,
+          contentSha256,
+          manifest,
+          storageKey: storageKey(ref),
+          uploadStatus: this.deps.cloudEnabled ? 'pending' : 'local',
+          createdAt,
+        });
+        // Files last, inside the transaction: if they cannot be written, the row is rolled back too.
+        await this.deps.local.write(ref, manifest, files, archive.bytes);
+        written = ref;
+        this.deps.log.info('generation saved', {
+          generation_id: generationId,
+          project_id: input.projectId,
+          version,
+          file_count: manifest.file_count,
+          archive_bytes: archive.bytes.byteLength,
+        });
+        return { record, created: true };
+      });
+    } catch (err) {
+      // The commit failed after the files were placed: take them back so disk and database agree.
+      if (written) await this.deps.local.remove(written).catch(() => {});
+      throw mapDbError(err);
+    }
+  }
+
+  async list(principal: Principal, projectId: string, limit: number, beforeVersion?: number) {
+    return this.as(principal, async (tx) => {
+      if (!(await repo.projectVisible(tx, projectId))) throw projectNotFound();
+      const rows = await repo.listGenerations(tx, projectId, limit + 1, beforeVersion);
+      return { items: rows.slice(0, limit), more: rows.length > limit };
+    });
+  }
+
+  async get(principal: Principal, generationId: string): Promise<GenerationRecord> {
+    const record = await this.as(principal, (tx) => repo.findGeneration(tx, generationId));
+    if (!record) throw generationNotFound();
+    return record;
+  }
+
+  /** The archive's exact bytes (the ones `archive_sha256` names) for a generation the principal may read. */
+  async archive(principal: Principal, generationId: string): Promise<{ record: GenerationRecord; bytes: Uint8Array }> {
+    const record = await this.get(principal, generationId);
+    const ref = refOf(record);
+    const stored = await this.deps.local.readArchive(ref);
+    if (stored) return { record, bytes: stored };
+    // No stored archive (written by CodebeGen's Python, or lost): pack the folder again and prove it is the same.
+    const onDisk = await this.deps.local.read(ref);
+    if (!onDisk) throw new AppError(ErrorCode.StorageUnavailable, 503, 'generation files are not available on this server');
+    const packed = await packGeneration(record.manifest, onDisk.files);
+    if (packed.sha256 !== record.archiveSha256) {
+      this.deps.log.error('archive does not match its record', { generation_id: record.id, expected: record.archiveSha256, actual: packed.sha256 });
+      throw internal('stored generation failed its integrity check');
+    }
+    return { record, bytes: packed.bytes };
+  }
+
+  async delete(principal: Principal, generationId: string): Promise<void> {
+    await this.as(principal, async (tx) => {
+      const record = await repo.deleteGeneration(tx, generationId);
+      if (!record) throw generationNotFound();
+      await this.deps.local.remove(refOf(record));
+      this.deps.log.info('generation deleted', { generation_id: record.id, project_id: record.projectId, version: record.version });
+    });
+  }
+
+  private toTreeFiles(input: Record<string, string>): TreeFile[] {
+    const { maxFiles, maxFileBytes, maxGenerationBytes } = this.deps.limits;
+    const paths = Object.keys(input);
+    if (paths.length === 0) throw badRequest('files: must contain at least one file');
+    if (paths.length > maxFiles) throw tooLarge(`files: ${paths.length} files, the limit is ${maxFiles}`);
+    const normalised = normaliseFileSet(paths);
+    const enc = new TextEncoder();
+    let total = 0;
+    return paths.map((p, i) => {
+      const data = enc.encode(input[p]!);
+      if (data.byteLength > maxFileBytes) throw tooLarge(`files[${JSON.stringify(p)}]: ${data.byteLength} bytes, the limit is ${maxFileBytes}`);
+      total += data.byteLength;
+      if (total > maxGenerationBytes) throw tooLarge(`files: over ${maxGenerationBytes} bytes in all`);
+      return { path: normalised[i]!, data };
+    });
+  }
+}
+
+export const refOf = (r: GenerationRecord): GenerationRef => ({ projectId: r.projectId, generationId: r.id, version: r.version });
+
+function resolveOwner(principal: Principal, ownerId: string | undefined): string {
+  if (principal.kind === 'service') {
+    if (!ownerId) throw badRequest('owner_id: required when saving with the service role');
+    return ownerId;
+  }
+  if (ownerId !== undefined && ownerId !== principal.userId) throw forbidden('owner_id: only the service role may save for another user');
+  return principal.userId;
+}
+
+/** Postgres errors that are the caller's doing become 4xx; the rest stay 5xx. */
+function mapDbError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const e = err as { code?: string; constraint?: string; constraint_name?: string; message?: string };
+  const constraint = e.constraint ?? e.constraint_name ?? e.message ?? '';
+  if (e.code === '23505' && constraint.includes('generations_project_version_key')) {
+    return new AppError(ErrorCode.VersionConflict, 409, 'that version of the project already exists', { cause: err });
+  }
+  if (e.code === '23505' && constraint.includes('generations_pkey')) {
+    return new AppError(ErrorCode.GenerationConflict, 409, 'that generation id is already taken', { cause: err });
+  }
+  if (e.code === '42501') return projectNotFound();
+  if (e.code === '23503') return new AppError(ErrorCode.GenerationConflict, 409, 'project belongs to another owner', { cause: err });
+  return err;
+}
