@@ -244,6 +244,9 @@ describe('GET /generations/:id, download and DELETE', () => {
     expect((await req(`/${gen.generation_id}/download`)).status).toBe(401);
     expect((await req(`/${gen.generation_id}/download`, { token: A })).status).toBe(200);
     expect((await req(`/${gen.generation_id}/download`, { token: B })).status).toBe(404);
+    // one structured line per request, and never the token
+    expect(ctx.log.lines.some((l) => l.msg === 'request' && l.path === `/generations/${gen.generation_id}/download` && l.status === 200)).toBe(true);
+    expect(JSON.stringify(ctx.log.lines)).not.toContain(token.split('.')[2]);
 
     ctx.clock.now += 3601 * 1000;
     try {

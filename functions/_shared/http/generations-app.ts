@@ -47,6 +47,12 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
       maxAge: 86_400,
     }),
   );
+  // One line per request; the path only, never the query (download tokens travel there).
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    log.info('request', { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) });
+  });
   app.onError((err, c) => {
     const { status, body } = toErrorBody(err);
     if (status >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, error: err, cause: (err as Error).cause });
