@@ -46,7 +46,9 @@ export async function startNodeServer(env: Env, opts: { log?: Logger } = {}): Pr
   const log = opts.log ?? createLogger(config.logLevel);
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);
-  const { app: generations } = buildGenerationsApp(config, db, log, { jwtSecret: secret });
+  const { app: generations, local } = buildGenerationsApp(config, db, log, { jwtSecret: secret });
+  const swept = await local.sweepScratch();
+  if (swept) log.warn('removed scratch folders left by an earlier crash', { count: swept });
   const root = new Hono();
   root.route('/functions/v1', generations);
   root.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

@@ -17,8 +17,8 @@ const int = (fallback: number, min: number, max: number) =>
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v.trim() === '') return fallback;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
+      const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
         ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}, got "${v}"` });
         return z.NEVER;
       }
@@ -30,7 +30,7 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
-const optionalUrl = optionalString.pipe(z.url({ message: 'must be an absolute URL' }).optional());
+const optionalUrl = optionalString.pipe(z.url({ protocol: /^https?$/, message: 'must be an absolute http(s) URL' }).optional());
 
 const schema = z.object({
   PORT: int(54321, 0, 65535),
@@ -59,7 +59,7 @@ const schema = z.object({
   MAX_REQUEST_BYTES: int(64 * MiB, 1024, 2 ** 31 - 1),
   MAX_METADATA_BYTES: int(64 * 1024, 2, 16 * MiB),
   CORS_ALLOWED_ORIGINS: optionalString.transform((v) => v ?? '*'),
-  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional().default('info'),
+  LOG_LEVEL: optionalString.pipe(z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional()).transform((v) => v ?? 'info'),
 });
 
 export type Config = {

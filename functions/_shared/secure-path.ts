@@ -6,8 +6,9 @@ const utf8 = new TextEncoder();
 
 /**
  * Normalises a caller-supplied relative file path ("a//b/./c" -> "a/b/c") or throws a 400 `invalid_path`.
- * Rejects what could escape a folder or mean different things on different systems:
- * absolute paths, drive letters, `..`, backslashes, NUL and control characters, directories (trailing `/`).
+ * Rejects what could escape a folder or mean different things on different systems: absolute paths, drive
+ * letters, `..`, backslashes, NUL and control characters, Windows-reserved characters, names ending in "." or " ",
+ * and directories (trailing `/` or `/.`).
  * @example normaliseRelativePath('app//main.py') === 'app/main.py'
  */
 export function normaliseRelativePath(input: string, label?: string): string {
@@ -15,13 +16,17 @@ export function normaliseRelativePath(input: string, label?: string): string {
   if (input.length === 0) throw fail('must not be empty');
   if (input.length > MAX_PATH_LENGTH) throw fail(`must be at most ${MAX_PATH_LENGTH} characters`);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(input)) throw fail('must not contain NUL or control characters');
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(input)) throw fail('must not contain NUL or control characters');
   if (input.includes('\\')) throw fail('must use "/" as separator, not "\\"');
   if (input.startsWith('/')) throw fail('must be relative, not absolute');
   if (/^[A-Za-z]:/.test(input)) throw fail('must not start with a drive letter');
-  if (input.endsWith('/')) throw fail('must name a file, not a directory');
+  // Generated projects are unpacked on Windows too, where these mean streams, devices or wildcards.
+  if (/[<>:"|?*]/.test(input)) throw fail('must not contain any of < > : " | ? *');
+  if (input.endsWith('/') || input === '.' || input.endsWith('/.')) throw fail('must name a file, not a directory');
   const segments = input.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.some((s) => s === '..')) throw fail('must not contain ".."');
+  // Windows drops trailing dots and spaces, so "a." and "a" would collide there ("..." too).
+  if (segments.some((s) => s.endsWith('.') || s.endsWith(' '))) throw fail('must not have a name ending in "." or " "');
   if (segments.length === 0) throw fail('must name a file');
   if (segments.some((s) => utf8.encode(s).length > MAX_SEGMENT_BYTES)) throw fail(`has a name longer than ${MAX_SEGMENT_BYTES} bytes`);
   return segments.join('/');

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { byCodePoint } from '../code-point-order.ts';
 import type { TreeFile } from './tar-gz.ts';
 
 /**
@@ -31,7 +32,7 @@ export function buildManifest(input: {
   files: readonly TreeFile[];
   metadata: Record<string, unknown>;
 }): Manifest {
-  const files = [...input.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const files = [...input.files].sort((a, b) => byCodePoint(a.path, b.path));
   return {
     generation_id: input.generationId,
     project_id: input.projectId,
@@ -70,7 +71,7 @@ export function encodeManifest(m: Manifest): Uint8Array {
 function sortKeysDeep<T>(value: T): T {
   if (Array.isArray(value)) return value.map(sortKeysDeep) as T;
   if (value && typeof value === 'object') {
-    const keys = Object.keys(value).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const keys = Object.keys(value).sort(byCodePoint);
     return Object.fromEntries(keys.map((k) => [k, sortKeysDeep((value as Record<string, unknown>)[k])])) as T;
   }
   return value;
@@ -92,7 +93,7 @@ export function parseManifest(bytes: Uint8Array): Manifest | undefined {
  */
 export function contentDigest(files: readonly TreeFile[], metadata: Record<string, unknown>): string {
   const h = createHash('sha256');
-  for (const f of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+  for (const f of [...files].sort((a, b) => byCodePoint(a.path, b.path))) {
     h.update(`${f.path}\0${f.data.byteLength}\0`).update(sha256Hex(f.data)).update('\0');
   }
   h.update(canonicalJson(metadata));

@@ -1,6 +1,8 @@
-import { Gunzip, gzipSync } from 'fflate';
+import { gunzipSync } from 'node:zlib';
+import { gzipSync } from 'fflate';
 import { packTar, unpackTar, type TarHeader } from 'modern-tar';
 import { invalidArchive, AppError, ErrorCode } from '../errors.ts';
+import { byCodePoint } from '../code-point-order.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
 
 /** One file of a tree, by its path relative to the tree's root ("source/app/main.py"). */
@@ -71,10 +73,6 @@ export async function packTree(opts: PackOptions): Promise<Uint8Array> {
   return gzipSync(tar, { level: GZIP_LEVEL, mtime: 0 });
 }
 
-function byCodePoint(a: string, b: string) {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 export interface UnpackLimits {
   maxEntries: number;
   maxFileBytes: number;
@@ -92,19 +90,22 @@ const TAR_BLOCK = 512;
 
 /**
  * Safely reads a tar.gz (ours, GNU tar's or Python tarfile's). Rejects, with a 422 `invalid_archive`:
- * absolute paths, `..`, links, devices, FIFOs, duplicate entries, truncated data, and anything over the limits,
- * which are checked while inflating so a gzip bomb stops early (413 `archive_too_large`).
+ * absolute paths, `..`, links, devices, FIFOs, duplicate entries, bad checksums, truncated or empty archives; and
+ * with a 413 `archive_too_large` anything over the limits — checked while inflating, so a gzip bomb stops early.
  */
 export async function unpackTree(gz: Uint8Array, limits: UnpackLimits): Promise<UnpackedTree> {
-  const tar = gunzipBounded(gz, limits.maxTotalBytes + (limits.maxEntries * 3 + 4) * TAR_BLOCK);
+  // Headers: one block per entry plus PAX/long-name records (Python writes one per entry), and end padding.
+  const tar = gunzipBounded(gz, limits.maxTotalBytes + limits.maxEntries * 8 * TAR_BLOCK + 20 * TAR_BLOCK);
   let raw;
   try {
-    raw = await unpackTar(tar);
+    raw = await unpackTar(tar, { strict: true });
   } catch (err) {
     throw invalidArchive(`unreadable tar (${err instanceof Error ? err.message : String(err)})`);
   }
+  if (raw.length === 0) throw invalidArchive('no entries');
   if (raw.length > limits.maxEntries) throw tooBig(`more than ${limits.maxEntries} entries`);
   const seen = new Set<string>();
+  const filePaths = new Set<string>();
   const files: TreeFile[] = [];
   const dirs: string[] = [];
   let total = 0;
@@ -129,44 +130,37 @@ export async function unpackTree(gz: Uint8Array, limits: UnpackLimits): Promise<
     total += bytes.byteLength;
     if (total > limits.maxTotalBytes) throw tooBig(`contents are over ${limits.maxTotalBytes} bytes`);
     files.push({ path, data: bytes });
+    filePaths.add(path);
   }
+  if (tar.byteLength % TAR_BLOCK !== 0 || !endsWithZeroBlocks(tar)) throw invalidArchive('truncated tar (no end-of-archive marker)');
   for (const p of seen) {
-    const parts = p.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/');
-      if (files.some((f) => f.path === parent)) throw invalidArchive(`${JSON.stringify(parent)} is both a file and a folder`);
+    for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) {
+      const parent = p.slice(0, i);
+      if (filePaths.has(parent)) throw invalidArchive(`${JSON.stringify(parent)} is both a file and a folder`);
     }
   }
   return { files, dirs };
 }
 
+/** A tar ends with two zero blocks; one cut at an entry boundary does not. */
+function endsWithZeroBlocks(tar: Uint8Array): boolean {
+  if (tar.byteLength < 2 * TAR_BLOCK) return false;
+  for (let i = tar.byteLength - 2 * TAR_BLOCK; i < tar.byteLength; i++) if (tar[i] !== 0) return false;
+  return true;
+}
+
 const tooBig = (message: string) => new AppError(ErrorCode.ArchiveTooLarge, 413, `archive too large: ${message}`);
 
-/** Inflates gzip data, stopping as soon as the output passes `maxBytes` (a bomb never fills memory). */
+/**
+ * Inflates gzip data with the platform's zlib (it checks the CRC and length trailer), stopping as soon as the
+ * output passes `maxBytes`, so a bomb never fills memory.
+ */
 function gunzipBounded(gz: Uint8Array, maxBytes: number): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let over = false;
-  const inflater = new Gunzip((chunk) => {
-    size += chunk.byteLength;
-    if (size > maxBytes) over = true;
-    else chunks.push(chunk);
-  });
-  const STEP = 64 * 1024;
+  if (gz.byteLength < 18 || gz[0] !== 0x1f || gz[1] !== 0x8b) throw invalidArchive('not gzip data');
   try {
-    if (gz.byteLength < 18 || gz[0] !== 0x1f || gz[1] !== 0x8b) throw new Error('not gzip data');
-    for (let off = 0; off < gz.byteLength && !over; off += STEP) {
-      inflater.push(gz.subarray(off, off + STEP), off + STEP >= gz.byteLength);
-    }
+    return new Uint8Array(gunzipSync(gz, { maxOutputLength: maxBytes }));
   } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooBig(`inflates to more than ${maxBytes} bytes`);
     throw invalidArchive(`bad gzip data (${err instanceof Error ? err.message : String(err)})`);
   }
-  if (over) throw tooBig(`inflates to more than ${maxBytes} bytes`);
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
 }

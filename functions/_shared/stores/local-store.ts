@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { encodeManifest, parseManifest, type Manifest } from '../archive/manifest.ts';
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
+import { byCodePoint } from '../code-point-order.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -30,7 +31,22 @@ export interface LocalGeneration {
  * Symlinks are never followed (Python's `active` link is skipped).
  */
 export class LocalStore {
+  /** Writes and removals of one generation run one at a time in this process (the database lock covers others). */
+  private readonly busy = new Map<string, Promise<unknown>>();
+
   constructor(readonly root: string) {}
+
+  private serialise<T>(ref: GenerationRef, fn: () => Promise<T>): Promise<T> {
+    const key = this.relativePath(ref);
+    const run = (this.busy.get(key) ?? Promise.resolve()).then(fn, fn);
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.busy.set(key, settled);
+    void settled.then(() => this.busy.get(key) === settled && this.busy.delete(key));
+    return run;
+  }
 
   /** Path relative to the root: what callers may see (never an absolute server path). */
   relativePath(ref: GenerationRef): string {
@@ -53,6 +69,11 @@ export class LocalStore {
 
   /** Writes manifest, sources, an empty artifacts/ and the archive; visible all at once or not at all. */
   async write(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
+    assertRef(ref);
+    return this.serialise(ref, () => this.writeNow(ref, manifest, files, archive));
+  }
+
+  private async writeNow(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
     const scratch = await this.scratchDir();
     try {
       const dir = join(scratch, 'generation');
@@ -74,8 +95,14 @@ export class LocalStore {
       await mkdir(dirname(finalDir), { recursive: true });
       // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside.
       await this.moveAside(finalDir, scratch, 'stale');
-      await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
+      // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
       await rename(dir, finalDir);
+      try {
+        await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
+      } catch (err) {
+        await this.moveAside(finalDir, scratch, 'undo');
+        throw err;
+      }
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
@@ -117,6 +144,11 @@ export class LocalStore {
 
   /** Removes the generation in every layout (folder, archive, flat folder and its .zip). Safe to repeat. */
   async remove(ref: GenerationRef): Promise<void> {
+    assertRef(ref);
+    return this.serialise(ref, () => this.removeNow(ref));
+  }
+
+  private async removeNow(ref: GenerationRef): Promise<void> {
     const scratch = await this.scratchDir();
     try {
       await this.moveAside(this.archivePath(ref), scratch, 'archive');
@@ -137,6 +169,31 @@ export class LocalStore {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Removes scratch folders a crashed process left behind. Only old ones: another process sharing the folder
+   * may be writing into a young one right now. Returns how many were removed.
+   */
+  async sweepScratch(olderThanMs = 60 * 60 * 1000, now = Date.now()): Promise<number> {
+    const base = join(this.root, SCRATCH);
+    let names: string[];
+    try {
+      names = await readdir(base);
+    } catch (err) {
+      if (isMissing(err)) return 0;
+      throw err;
+    }
+    let removed = 0;
+    for (const name of names) {
+      const path = join(base, name);
+      const info = await lstat(path).catch(() => undefined);
+      if (info && now - info.mtimeMs > olderThanMs) {
+        await rm(path, { recursive: true, force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   private async scratchDir(): Promise<string> {
@@ -161,7 +218,8 @@ function assertRef(ref: GenerationRef) {
   }
 }
 
-const isMissing = (err: unknown) => (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+/** Not there: no such entry, or a file where a folder on the way should be. */
+const isMissing = (err: unknown) => ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException)?.code ?? '');
 
 async function isRealDir(path: string): Promise<boolean> {
   try {
@@ -184,5 +242,5 @@ async function readTree(dir: string): Promise<TreeFile[]> {
     }
   };
   await walk(dir, '');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return out.sort((a, b) => byCodePoint(a.path, b.path));
 }
