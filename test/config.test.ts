@@ -1,0 +1,196 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, type Env } from '../functions/_shared/config.ts';
+
+const SECRET_32 = 'x'.repeat(32);
+
+/** Runs loadConfig(env), which must throw a ConfigError; returns its message. */
+function configErrorMessage(env: Env): string {
+  let thrown: unknown;
+  try {
+    loadConfig(env);
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, 'expected loadConfig to throw').toBeInstanceOf(ConfigError);
+  expect((thrown as Error).name).toBe('ConfigError');
+  return (thrown as ConfigError).message;
+}
+
+describe('loadConfig defaults', () => {
+  it('fills every documented default from an empty environment', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 54321,
+      host: '127.0.0.1',
+      publicUrl: 'http://localhost:54321',
+      storagePath: './storage/projects',
+      cachePath: './storage/cache',
+      pgliteDataDir: './storage/db',
+      useCloudStorage: false,
+      autoCleanupEnabled: false,
+      cacheTtlHours: 2,
+      cleanupIntervalHours: 6,
+      maxCacheAgeHours: 24,
+      downloadUrlTtlSeconds: 3600,
+      corsAllowedOrigins: ['*'],
+      logLevel: 'info',
+      limits: { maxFiles: 5000, maxFileBytes: 10 * 2 ** 20, maxGenerationBytes: 50 * 2 ** 20, maxRequestBytes: 64 * 2 ** 20, maxMetadataBytes: 64 * 1024 },
+    });
+    expect(c.supabase).toEqual({ url: undefined, serviceKey: undefined, bucket: 'codebegen-projects' });
+    expect(c.auth).toEqual({ jwtSecret: undefined, jwksUrl: undefined, downloadTokenSecret: undefined });
+    expect(c.databaseUrl).toBeUndefined();
+  });
+
+  it('treats empty and blank values as unset', () => {
+    const c = loadConfig({ PORT: '', STORAGE_PATH: '   ', SUPABASE_BUCKET: '', USE_CLOUD_STORAGE: '', CACHE_TTL_HOURS: ' ', SUPABASE_JWT_SECRET: '' });
+    expect(c).toMatchObject({ port: 54321, storagePath: './storage/projects', useCloudStorage: false, cacheTtlHours: 2 });
+    expect(c.supabase.bucket).toBe('codebegen-projects');
+    expect(c.auth.jwtSecret).toBeUndefined();
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(loadConfig({ HOME: '/root', PATH: '/usr/bin', SOMETHING_ELSE: 'x' }).port).toBe(54321);
+  });
+});
+
+describe('loadConfig values', () => {
+  it('reads set values, trims strings and strips trailing slashes from URLs', () => {
+    const c = loadConfig({
+      PORT: '8080',
+      HOST: ' 0.0.0.0 ',
+      STORAGE_PATH: '/data/projects',
+      PUBLIC_URL: 'https://storage.example.com///',
+      SUPABASE_URL: 'https://abc.supabase.co/',
+      SUPABASE_BUCKET: 'other-bucket',
+      CACHE_TTL_HOURS: '0',
+      CLEANUP_INTERVAL_HOURS: '12',
+      MAX_CACHE_AGE_HOURS: '48',
+      DOWNLOAD_URL_TTL_SECONDS: '60',
+      LOG_LEVEL: 'debug',
+    });
+    expect(c).toMatchObject({ port: 8080, host: '0.0.0.0', storagePath: '/data/projects', publicUrl: 'https://storage.example.com' });
+    expect(c).toMatchObject({ cacheTtlHours: 0, cleanupIntervalHours: 12, maxCacheAgeHours: 48, downloadUrlTtlSeconds: 60, logLevel: 'debug' });
+    expect(c.supabase).toMatchObject({ url: 'https://abc.supabase.co', bucket: 'other-bucket' });
+  });
+
+  it('derives publicUrl from PORT when PUBLIC_URL is unset', () => {
+    expect(loadConfig({ PORT: '9999' }).publicUrl).toBe('http://localhost:9999');
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['on', true],
+    ['false', false],
+    ['0', false],
+    ['no', false],
+    ['off', false],
+  ])('reads USE_CLOUD_STORAGE / AUTO_CLEANUP_ENABLED=%j as %s', (value, expected) => {
+    const cloud = { SUPABASE_URL: 'https://abc.supabase.co', SUPABASE_SERVICE_KEY: 'key' };
+    const c = loadConfig({ ...cloud, USE_CLOUD_STORAGE: value, AUTO_CLEANUP_ENABLED: value });
+    expect(c.useCloudStorage).toBe(expected);
+    expect(c.autoCleanupEnabled).toBe(expected);
+  });
+
+  it('accepts SUPABASE_SERVICE_ROLE_KEY as the service key', () => {
+    const c = loadConfig({ USE_CLOUD_STORAGE: 'true', SUPABASE_URL: 'https://abc.supabase.co', SUPABASE_SERVICE_ROLE_KEY: 'role-key' });
+    expect(c.useCloudStorage).toBe(true);
+    expect(c.supabase.serviceKey).toBe('role-key');
+  });
+
+  it('prefers SUPABASE_SERVICE_KEY when both keys are set', () => {
+    expect(loadConfig({ SUPABASE_SERVICE_KEY: 'service', SUPABASE_SERVICE_ROLE_KEY: 'role' }).supabase.serviceKey).toBe('service');
+  });
+
+  it('accepts a 32-character SUPABASE_JWT_SECRET, or a JWKS URL with a download-token secret', () => {
+    expect(loadConfig({ SUPABASE_JWT_SECRET: SECRET_32 }).auth.jwtSecret).toBe(SECRET_32);
+    const c = loadConfig({ SUPABASE_JWKS_URL: 'https://abc.supabase.co/auth/v1/.well-known/jwks.json', DOWNLOAD_TOKEN_SECRET: SECRET_32 });
+    expect(c.auth).toEqual({ jwtSecret: undefined, jwksUrl: 'https://abc.supabase.co/auth/v1/.well-known/jwks.json', downloadTokenSecret: SECRET_32 });
+  });
+
+  it('accepts the PORT bounds 0 and 65535', () => {
+    expect(loadConfig({ PORT: '0' }).port).toBe(0);
+    expect(loadConfig({ PORT: '65535' }).port).toBe(65535);
+  });
+});
+
+describe('loadConfig CORS_ALLOWED_ORIGINS', () => {
+  it.each([
+    [undefined, ['*']],
+    ['*', ['*']],
+    ['https://app.example.com', ['https://app.example.com']],
+    ['https://a.example.com,https://b.example.com', ['https://a.example.com', 'https://b.example.com']],
+    [' https://a.example.com , http://localhost:3000 ,, ', ['https://a.example.com', 'http://localhost:3000']],
+  ])('%j -> %j', (value, expected) => {
+    expect(loadConfig({ CORS_ALLOWED_ORIGINS: value }).corsAllowedOrigins).toEqual(expected);
+  });
+});
+
+describe('loadConfig rejects bad environments with a ConfigError naming the variable', () => {
+  it.each([
+    ['PORT', 'abc', /PORT: must be a whole number from 0 to 65535, got "abc"/],
+    ['PORT', '-1', /PORT: must be a whole number/],
+    ['PORT', '65536', /PORT: must be a whole number/],
+    ['PORT', '80.5', /PORT: must be a whole number/],
+    ['PORT', '1e3', /PORT: must be a whole number/],
+    ['PORT', '0x10', /PORT: must be a whole number/],
+    ['PUBLIC_URL', 'localhost:8080', /PUBLIC_URL: must be an absolute http\(s\) URL/],
+    ['SUPABASE_URL', 'ftp://example.com', /SUPABASE_URL: must be an absolute http\(s\) URL/],
+    ['PUBLIC_URL', 'javascript:alert(1)', /PUBLIC_URL: must be an absolute http\(s\) URL/],
+    ['CLEANUP_INTERVAL_HOURS', '0', /CLEANUP_INTERVAL_HOURS: must be a whole number from 1/],
+    ['DOWNLOAD_URL_TTL_SECONDS', 'soon', /DOWNLOAD_URL_TTL_SECONDS: /],
+    ['MAX_FILES', '0', /MAX_FILES: /],
+    ['USE_CLOUD_STORAGE', 'maybe', /USE_CLOUD_STORAGE: /],
+    ['USE_CLOUD_STORAGE', 'TRUE', /USE_CLOUD_STORAGE: /],
+    ['AUTO_CLEANUP_ENABLED', 'enabled', /AUTO_CLEANUP_ENABLED: /],
+    ['SUPABASE_JWT_SECRET', 'too-short', /SUPABASE_JWT_SECRET: must be at least 32 characters/],
+    ['SUPABASE_JWT_SECRET', 'x'.repeat(31), /SUPABASE_JWT_SECRET: must be at least 32 characters/],
+    ['DOWNLOAD_TOKEN_SECRET', 'short', /DOWNLOAD_TOKEN_SECRET: must be at least 32 characters/],
+    ['SUPABASE_URL', 'not a url', /SUPABASE_URL: must be an absolute http\(s\) URL/],
+    ['PUBLIC_URL', 'http://', /PUBLIC_URL: must be an absolute http\(s\) URL/],
+    ['PUBLIC_URL', 'storage example com', /PUBLIC_URL: must be an absolute http\(s\) URL/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL: /],
+  ])('%s=%j', (name, value, why) => {
+    const message = configErrorMessage({ [name]: value });
+    expect(message).toMatch(why);
+    expect(message).toContain(name);
+  });
+
+  it('names every bad variable at once', () => {
+    const message = configErrorMessage({ PORT: 'x', USE_CLOUD_STORAGE: 'perhaps', SUPABASE_JWT_SECRET: 'short' });
+    expect(message).toMatch(/PORT: /);
+    expect(message).toMatch(/USE_CLOUD_STORAGE: /);
+    expect(message).toMatch(/SUPABASE_JWT_SECRET: /);
+  });
+
+  it('requires SUPABASE_URL when USE_CLOUD_STORAGE=true', () => {
+    expect(configErrorMessage({ USE_CLOUD_STORAGE: 'true', SUPABASE_SERVICE_KEY: 'key' })).toMatch(/SUPABASE_URL is required when USE_CLOUD_STORAGE=true/);
+    expect(configErrorMessage({ USE_CLOUD_STORAGE: 'true' })).toMatch(/SUPABASE_URL/);
+  });
+
+  it('requires a service key when USE_CLOUD_STORAGE=true', () => {
+    const message = configErrorMessage({ USE_CLOUD_STORAGE: 'yes', SUPABASE_URL: 'https://abc.supabase.co' });
+    expect(message).toMatch(/SUPABASE_SERVICE_KEY \(or SUPABASE_SERVICE_ROLE_KEY\) is required/);
+  });
+
+  it('does not require Supabase settings when cloud storage is off', () => {
+    expect(loadConfig({ USE_CLOUD_STORAGE: 'false' }).useCloudStorage).toBe(false);
+  });
+
+  it('refuses both SUPABASE_JWT_SECRET and SUPABASE_JWKS_URL', () => {
+    const message = configErrorMessage({ SUPABASE_JWT_SECRET: SECRET_32, SUPABASE_JWKS_URL: 'https://abc.supabase.co/jwks', DOWNLOAD_TOKEN_SECRET: SECRET_32 });
+    expect(message).toMatch(/SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL, not both/);
+  });
+
+  it('requires DOWNLOAD_TOKEN_SECRET with SUPABASE_JWKS_URL', () => {
+    expect(configErrorMessage({ SUPABASE_JWKS_URL: 'https://abc.supabase.co/jwks' })).toMatch(/DOWNLOAD_TOKEN_SECRET is required/);
+  });
+});
+
+describe('loadConfig treats an empty LOG_LEVEL like any empty variable', () => {
+  it('falls back to info', () => {
+    expect(loadConfig({ LOG_LEVEL: '' }).logLevel).toBe('info');
+    expect(loadConfig({ LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
+  });
+});

@@ -1,0 +1,635 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { generationDirName, packGeneration, type GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
+import { buildManifest, encodeManifest, type Manifest } from '../functions/_shared/archive/manifest.ts';
+import { unpackTree, type TreeFile } from '../functions/_shared/archive/tar-gz.ts';
+import { LocalStore } from '../functions/_shared/stores/local-store.ts';
+
+// LocalStore against real folders: the layout CodebeGen's Python service writes (checked by running that very
+// logic in python3), the old flat layout, atomic writes and the refusal of anything that is not a generation ref.
+
+const SCRATCH = '.codebegen-tmp';
+const LIMITS = { maxEntries: 10_000, maxFileBytes: 50 * 1024 * 1024, maxTotalBytes: 200 * 1024 * 1024 };
+const enc = new TextEncoder();
+const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
+
+let tmp: string;
+let root: string;
+let store: LocalStore;
+
+beforeEach(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'codebegen-local-store-'));
+  root = join(tmp, 'storage');
+  mkdirSync(root);
+  store = new LocalStore(root);
+});
+afterEach(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const newRef = (version = 1): GenerationRef => ({ projectId: randomUUID(), generationId: randomUUID(), version });
+
+/** Every regular file under `dir` (relative path -> bytes); symlinks are reported as such, not followed. */
+function snapshot(dir: string): Map<string, Uint8Array | 'symlink' | 'dir'> {
+  const out = new Map<string, Uint8Array | 'symlink' | 'dir'>();
+  const walk = (abs: string, rel: string) => {
+    for (const name of readdirSync(abs).sort()) {
+      const a = join(abs, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(a);
+      if (st.isSymbolicLink()) out.set(r, 'symlink');
+      else if (st.isDirectory()) {
+        out.set(r, 'dir');
+        walk(a, r);
+      } else out.set(r, new Uint8Array(readFileSync(a)));
+    }
+  };
+  walk(dir, '');
+  return out;
+}
+
+const asText = (files: readonly TreeFile[]) => Object.fromEntries(files.map((f) => [f.path, new TextDecoder().decode(f.data)]));
+const scratchLeftovers = () => (existsSync(join(root, SCRATCH)) ? readdirSync(join(root, SCRATCH)) : []);
+
+/** A generation as the service would store it: source files, their manifest and the packed archive. */
+async function sampleGeneration(ref: GenerationRef, tag = '') {
+  const files: TreeFile[] = [
+    { path: 'app/main.py', data: enc.encode(`from fastapi import FastAPI\napp = FastAPI()${tag}\n`) },
+    { path: 'app/routers/users.py', data: enc.encode(`# users ${tag}\n`) },
+    { path: 'README.md', data: enc.encode(`# Généré ✓ ${tag}\n`) },
+    { path: 'empty.txt', data: new Uint8Array(0) },
+    { path: 'assets/logo.bin', data: new Uint8Array([0, 1, 2, 255, 254, 0, 10, 13]) },
+  ];
+  const manifest = buildManifest({
+    generationId: ref.generationId,
+    projectId: ref.projectId,
+    version: ref.version,
+    createdAt: new Date('2026-03-04T05:06:07.000Z'),
+    files,
+    metadata: { prompt: `a todo api ${tag}`, model: 'x', nested: { b: 2, a: 1 } },
+  });
+  const archive = await packGeneration(manifest, files);
+  return { files, manifest, archive: archive.bytes };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CodebeGen's Python, verbatim in the parts that shape the disk (save_generation_files_hierarchical and the old
+// create_project_structure), run by python3.
+
+const PY_HIERARCHICAL = String.raw`
+import json, sys
+from datetime import datetime
+from pathlib import Path
+
+args = json.loads(sys.argv[1])
+storage = Path(args["storage"])
+project_id = args["project_id"]
+generation_id = args["generation_id"]
+version = args["version"]
+files = args["files"]
+metadata = args.get("metadata")
+
+generation_dir = storage / project_id / "generations" / f"v{version}__{generation_id}"
+source_dir = generation_dir / "source"
+artifacts_dir = generation_dir / "artifacts"
+source_dir.mkdir(parents=True, exist_ok=True)
+artifacts_dir.mkdir(parents=True, exist_ok=True)
+
+manifest = {
+    "generation_id": generation_id,
+    "project_id": project_id,
+    "version": version,
+    "created_at": datetime.utcnow().isoformat(),
+    "file_count": len(files),
+    "total_size_bytes": sum(len(content.encode('utf-8')) for content in files.values()),
+    "files": list(files.keys()),
+    "metadata": metadata or {},
+}
+with open(generation_dir / "manifest.json", "w") as f:
+    f.write(json.dumps(manifest, indent=2))
+
+for file_path, content in files.items():
+    full_path = source_dir / file_path
+    full_path.parent.mkdir(parents=True, exist_ok=True)
+    full_path.write_text(content, encoding='utf-8')
+
+target_dir = generation_dir
+active_link = storage / project_id / "generations" / "active"
+if active_link.exists() or active_link.is_symlink():
+    active_link.unlink()
+active_link.symlink_to(target_dir.name)
+print(json.dumps(manifest))
+`;
+
+const PY_FLAT = String.raw`
+import json, sys, zipfile
+from pathlib import Path
+
+args = json.loads(sys.argv[1])
+storage = Path(args["storage"])
+generation_id = args["generation_id"]
+files = args["files"]
+
+project_dir = storage / generation_id
+project_dir.mkdir(parents=True, exist_ok=True)
+for file_path, content in files.items():
+    full_path = project_dir / file_path
+    full_path.parent.mkdir(parents=True, exist_ok=True)
+    full_path.write_text(content, encoding='utf-8')
+
+zip_path = storage / f"{generation_id}.zip"
+with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+    for p in project_dir.rglob("*"):
+        if p.is_file():
+            zf.write(p, p.relative_to(project_dir))
+`;
+
+const python = (script: string, args: unknown) => execFileSync('python3', ['-c', script, JSON.stringify(args)], { encoding: 'utf8' });
+
+const PY_FILES: Record<string, string> = {
+  'app/main.py': 'from fastapi import FastAPI\napp = FastAPI()\n',
+  'app/routers/items.py': '# items — ünïcödé ✓\n',
+  'requirements.txt': 'fastapi\nuvicorn\n',
+  'README.md': '# Generated\n',
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('write() then read()', () => {
+  it("lays a generation out exactly as CodebeGen does, with the archive beside it", async () => {
+    const ref = newRef(3);
+    const { files, manifest, archive } = await sampleGeneration(ref);
+    await store.write(ref, manifest, files, archive);
+
+    const dirName = `v3__${ref.generationId}`;
+    const gensDir = join(root, ref.projectId, 'generations');
+    expect(readdirSync(root).sort()).toEqual([SCRATCH, ref.projectId].sort());
+    expect(scratchLeftovers()).toEqual([]);
+    expect(readdirSync(gensDir).sort()).toEqual([dirName, `${dirName}.tar.gz`]);
+    expect(store.generationDir(ref)).toBe(join(gensDir, dirName));
+    expect(store.archivePath(ref)).toBe(join(gensDir, `${dirName}.tar.gz`));
+
+    const tree = snapshot(join(gensDir, dirName));
+    expect([...tree.keys()].sort()).toEqual(
+      [
+        'artifacts',
+        'manifest.json',
+        'source',
+        'source/README.md',
+        'source/app',
+        'source/app/main.py',
+        'source/app/routers',
+        'source/app/routers/users.py',
+        'source/assets',
+        'source/assets/logo.bin',
+        'source/empty.txt',
+      ].sort(),
+    );
+    expect(readdirSync(join(gensDir, dirName, 'artifacts'))).toEqual([]);
+    for (const f of files) expect(tree.get(`source/${f.path}`)).toEqual(f.data);
+    expect(readFileSync(store.archivePath(ref))).toEqual(Buffer.from(archive));
+
+    // manifest.json: CodebeGen's fields, then ours, pretty-printed
+    const raw = readFileSync(join(gensDir, dirName, 'manifest.json'));
+    expect(new Uint8Array(raw)).toEqual(encodeManifest(manifest));
+    const onDisk = JSON.parse(raw.toString('utf8')) as Manifest;
+    expect(Object.keys(onDisk)).toEqual(['generation_id', 'project_id', 'version', 'created_at', 'file_count', 'total_size_bytes', 'files', 'metadata', 'file_details']);
+    expect(onDisk.generation_id).toBe(ref.generationId);
+    expect(onDisk.project_id).toBe(ref.projectId);
+    expect(onDisk.version).toBe(3);
+    expect(onDisk.created_at).toBe('2026-03-04T05:06:07.000Z');
+    expect(onDisk.file_count).toBe(5);
+    expect(onDisk.total_size_bytes).toBe(files.reduce((n, f) => n + f.data.byteLength, 0));
+    expect(onDisk.files).toEqual(['README.md', 'app/main.py', 'app/routers/users.py', 'assets/logo.bin', 'empty.txt']);
+    expect(onDisk.metadata).toEqual({ prompt: 'a todo api ', model: 'x', nested: { a: 1, b: 2 } });
+    expect(onDisk.file_details).toEqual(
+      [...files]
+        .sort((a, b) => (a.path < b.path ? -1 : 1))
+        .map((f) => ({ path: f.path, size_bytes: f.data.byteLength, sha256: sha256(f.data) })),
+    );
+    expect(onDisk.file_details!.find((d) => d.path === 'empty.txt')!.sha256).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    // Python reads it as a plain JSON document
+    expect(python('import json,sys; m=json.load(open(json.loads(sys.argv[1]))); print(m["generation_id"], m["file_count"])', join(gensDir, dirName, 'manifest.json')).trim()).toBe(
+      `${ref.generationId} 5`,
+    );
+
+    const got = await store.read(ref);
+    expect(got).toBeDefined();
+    expect(got!.layout).toBe('hierarchical');
+    expect(got!.manifest).toEqual(manifest);
+    expect(got!.files.map((f) => f.path)).toEqual(['README.md', 'app/main.py', 'app/routers/users.py', 'assets/logo.bin', 'empty.txt']);
+    for (const f of files) expect(got!.files.find((g) => g.path === f.path)!.data).toEqual(f.data);
+    expect(await store.locate(ref)).toEqual({ layout: 'hierarchical', dir: store.generationDir(ref) });
+    expect(await store.readArchive(ref)).toEqual(archive);
+  });
+
+  it('stores an archive that unpacks to exactly the same manifest and files', async () => {
+    const ref = newRef(7);
+    const { files, manifest, archive } = await sampleGeneration(ref, 'unpack');
+    await store.write(ref, manifest, files, archive);
+
+    const stored = await store.readArchive(ref);
+    expect(stored).toBeDefined();
+    const unpacked = await unpackTree(stored!, LIMITS);
+    const top = generationDirName(ref);
+    expect(unpacked.dirs.sort()).toEqual([top, `${top}/artifacts`, `${top}/source`, `${top}/source/app`, `${top}/source/app/routers`, `${top}/source/assets`].sort());
+
+    const onDisk = snapshot(store.generationDir(ref));
+    const diskFiles = [...onDisk].filter(([, v]) => v instanceof Uint8Array).map(([k]) => `${top}/${k}`);
+    expect(unpacked.files.map((f) => f.path).sort()).toEqual(diskFiles.sort());
+    for (const f of unpacked.files) expect(f.data).toEqual(onDisk.get(f.path.slice(top.length + 1)));
+    const m = unpacked.files.find((f) => f.path === `${top}/manifest.json`)!;
+    expect(JSON.parse(new TextDecoder().decode(m.data))).toEqual(JSON.parse(JSON.stringify(manifest)));
+  });
+
+  it('read() and readArchive() give undefined for a generation that is not there', async () => {
+    const ref = newRef();
+    expect(await store.read(ref)).toBeUndefined();
+    expect(await store.locate(ref)).toBeUndefined();
+    expect(await store.readArchive(ref)).toBeUndefined();
+  });
+
+  it('keeps versions and generations apart', async () => {
+    const a = newRef(1);
+    const b: GenerationRef = { ...a, generationId: randomUUID(), version: 2 };
+    const ga = await sampleGeneration(a, 'A');
+    const gb = await sampleGeneration(b, 'B');
+    await store.write(a, ga.manifest, ga.files, ga.archive);
+    await store.write(b, gb.manifest, gb.files, gb.archive);
+    expect(asText((await store.read(a))!.files)['app/main.py']).toContain('FastAPI()A');
+    expect(asText((await store.read(b))!.files)['app/main.py']).toContain('FastAPI()B');
+    // same id, other version: not the same generation
+    expect(await store.read({ ...a, version: 2 })).toBeUndefined();
+    await store.remove(a);
+    expect(await store.read(a)).toBeUndefined();
+    expect((await store.read(b))!.manifest).toEqual(gb.manifest);
+  });
+});
+
+describe("a tree written by CodebeGen's Python (save_generation_files_hierarchical)", () => {
+  it('reads as hierarchical with its manifest and sources, without following the active symlink', async () => {
+    const ref = newRef(2);
+    const printed = JSON.parse(
+      python(PY_HIERARCHICAL, {
+        storage: root,
+        project_id: ref.projectId,
+        generation_id: ref.generationId,
+        version: 2,
+        files: PY_FILES,
+        metadata: { prompt: 'todo api', tokens: 1234 },
+      }),
+    ) as Record<string, unknown>;
+    const gensDir = join(root, ref.projectId, 'generations');
+    // what Python really produced
+    expect(readdirSync(gensDir).sort()).toEqual(['active', generationDirName(ref)].sort());
+    expect(lstatSync(join(gensDir, 'active')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(gensDir, 'active'))).toBe(generationDirName(ref));
+    // a symlink inside source/ pointing outside the generation must not be read either
+    writeFileSync(join(tmp, 'outside-secret.txt'), 'secret');
+    symlinkSync(join(tmp, 'outside-secret.txt'), join(store.generationDir(ref), 'source', 'leak.txt'));
+    symlinkSync(tmp, join(store.generationDir(ref), 'source', 'leakdir'));
+
+    const got = await store.read(ref);
+    expect(got).toBeDefined();
+    expect(got!.layout).toBe('hierarchical');
+    const m = got!.manifest!;
+    expect(m).toBeDefined();
+    expect(m.generation_id).toBe(ref.generationId);
+    expect(m.project_id).toBe(ref.projectId);
+    expect(m.version).toBe(2);
+    expect(m.created_at).toBe(printed.created_at);
+    expect(m.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$/); // Python's naive isoformat
+    expect(m.file_count).toBe(4);
+    expect(m.total_size_bytes).toBe(Object.values(PY_FILES).reduce((n, c) => n + enc.encode(c).byteLength, 0));
+    expect(m.total_size_bytes).toBeGreaterThan(Object.values(PY_FILES).reduce((n, c) => n + c.length, 0)); // utf-8 bytes, not chars
+    expect(m.files).toEqual(Object.keys(PY_FILES));
+    expect(m.metadata).toEqual({ prompt: 'todo api', tokens: 1234 });
+    expect(m.file_details).toBeUndefined();
+    expect(asText(got!.files)).toEqual(PY_FILES);
+    expect(got!.files.map((f) => f.path)).toEqual(Object.keys(PY_FILES).sort());
+
+    // Python keeps no archive; the active link is not a generation
+    expect(await store.readArchive(ref)).toBeUndefined();
+  });
+
+  it('a generation folder that is itself a symlink is not followed', async () => {
+    const ref = newRef(1);
+    python(PY_HIERARCHICAL, { storage: root, project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES });
+    const alias: GenerationRef = { ...ref, version: 2 };
+    symlinkSync(generationDirName(ref), store.generationDir(alias));
+    expect(lstatSync(store.generationDir(alias)).isSymbolicLink()).toBe(true);
+    expect(await store.read(alias)).toBeUndefined();
+    expect(await store.locate(alias)).toBeUndefined();
+    expect((await store.read(ref))!.layout).toBe('hierarchical');
+  });
+
+  it('a Python folder with no manifest.json or an unreadable one still yields its files, without a manifest', async () => {
+    const ref = newRef(1);
+    python(PY_HIERARCHICAL, { storage: root, project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES });
+    writeFileSync(join(store.generationDir(ref), 'manifest.json'), '{"generation_id": 5');
+    let got = await store.read(ref);
+    expect(got!.layout).toBe('hierarchical');
+    expect(got!.manifest).toBeUndefined();
+    expect(asText(got!.files)).toEqual(PY_FILES);
+    rmSync(join(store.generationDir(ref), 'manifest.json'));
+    got = await store.read(ref);
+    expect(got!.manifest).toBeUndefined();
+    expect(asText(got!.files)).toEqual(PY_FILES);
+  });
+
+  it('remove() deletes the Python folder', async () => {
+    const ref = newRef(1);
+    python(PY_HIERARCHICAL, { storage: root, project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES });
+    await store.remove(ref);
+    expect(existsSync(store.generationDir(ref))).toBe(false);
+    expect(await store.read(ref)).toBeUndefined();
+    expect(scratchLeftovers()).toEqual([]);
+  });
+});
+
+describe("the old flat layout (create_project_structure)", () => {
+  it('reads {root}/{generation_id}/<files> as flat, and remove() deletes the folder and its zip', async () => {
+    const ref = newRef(1);
+    python(PY_FLAT, { storage: root, generation_id: ref.generationId, files: PY_FILES });
+    const flatDir = join(root, ref.generationId);
+    const zip = join(root, `${ref.generationId}.zip`);
+    expect(existsSync(flatDir)).toBe(true);
+    expect(existsSync(zip)).toBe(true);
+    // an unrelated flat generation beside it must survive the removal
+    const other = newRef(1);
+    python(PY_FLAT, { storage: root, generation_id: other.generationId, files: { 'x.py': 'x = 1\n' } });
+
+    const got = await store.read(ref);
+    expect(got).toBeDefined();
+    expect(got!.layout).toBe('flat');
+    expect(got!.manifest).toBeUndefined();
+    expect(asText(got!.files)).toEqual(PY_FILES);
+    expect(got!.files.map((f) => f.path)).toEqual(Object.keys(PY_FILES).sort());
+    expect(await store.locate(ref)).toEqual({ layout: 'flat', dir: flatDir });
+    expect(await store.readArchive(ref)).toBeUndefined();
+
+    await store.remove(ref);
+    expect(existsSync(flatDir)).toBe(false);
+    expect(existsSync(zip)).toBe(false);
+    expect(await store.read(ref)).toBeUndefined();
+    expect(scratchLeftovers()).toEqual([]);
+    expect(asText((await store.read(other))!.files)).toEqual({ 'x.py': 'x = 1\n' });
+    expect(existsSync(join(root, `${other.generationId}.zip`))).toBe(true);
+  });
+
+  it('prefers the hierarchical folder when both layouts hold the generation', async () => {
+    const ref = newRef(1);
+    python(PY_FLAT, { storage: root, generation_id: ref.generationId, files: { 'old.py': 'old\n' } });
+    const g = await sampleGeneration(ref);
+    await store.write(ref, g.manifest, g.files, g.archive);
+    const got = await store.read(ref);
+    expect(got!.layout).toBe('hierarchical');
+    expect(got!.manifest).toEqual(g.manifest);
+    // remove() clears every layout
+    await store.remove(ref);
+    expect(await store.read(ref)).toBeUndefined();
+    expect(existsSync(join(root, ref.generationId))).toBe(false);
+    expect(existsSync(join(root, `${ref.generationId}.zip`))).toBe(false);
+  });
+});
+
+describe('atomic writes', () => {
+  it('a write that fails because {project}/generations is a file leaves nothing behind', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    mkdirSync(join(root, ref.projectId));
+    writeFileSync(join(root, ref.projectId, 'generations'), 'not a folder');
+
+    await expect(store.write(ref, g.manifest, g.files, g.archive)).rejects.toThrow();
+    expect(readFileSync(join(root, ref.projectId, 'generations'), 'utf8')).toBe('not a folder');
+    expect(readdirSync(join(root, ref.projectId))).toEqual(['generations']);
+    expect(scratchLeftovers()).toEqual([]);
+    expect(existsSync(store.generationDir(ref))).toBe(false);
+    expect(existsSync(store.archivePath(ref))).toBe(false);
+  });
+
+  it('a write that fails because {project} is a file leaves nothing behind', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    writeFileSync(join(root, ref.projectId), 'not a folder');
+    await expect(store.write(ref, g.manifest, g.files, g.archive)).rejects.toThrow();
+    expect(readFileSync(join(root, ref.projectId), 'utf8')).toBe('not a folder');
+    expect(readdirSync(root).sort()).toEqual([SCRATCH, ref.projectId].sort());
+    expect(scratchLeftovers()).toEqual([]);
+  });
+
+  it('a write that fails midway through the files (a file that is also a folder) publishes nothing', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    const files: TreeFile[] = [...g.files, { path: 'app/main.py/inner.py', data: enc.encode('x') }];
+    await expect(store.write(ref, g.manifest, files, g.archive)).rejects.toThrow();
+    expect(existsSync(store.generationDir(ref))).toBe(false);
+    expect(existsSync(store.archivePath(ref))).toBe(false);
+    expect(existsSync(join(root, ref.projectId))).toBe(false);
+    expect(scratchLeftovers()).toEqual([]);
+  });
+
+  it('a write with a path that escapes source/ is refused and publishes nothing', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    for (const bad of ['../escape.py', '/etc/evil', 'a/../../escape.py', 'C:/x.py', 'a\\b.py']) {
+      await expect(store.write(ref, g.manifest, [g.files[0]!, { path: bad, data: enc.encode('x') }], g.archive)).rejects.toMatchObject({ code: 'invalid_path' });
+    }
+    expect(existsSync(join(root, ref.projectId))).toBe(false);
+    expect(existsSync(join(root, 'escape.py'))).toBe(false);
+    expect(readdirSync(root)).toEqual([SCRATCH]);
+    expect(scratchLeftovers()).toEqual([]);
+  });
+
+  it('a stale folder at the final path (a crash leftover) is replaced, not merged', async () => {
+    const ref = newRef(4);
+    const g = await sampleGeneration(ref);
+    const finalDir = store.generationDir(ref);
+    mkdirSync(join(finalDir, 'source', 'app'), { recursive: true });
+    mkdirSync(join(finalDir, 'artifacts'), { recursive: true });
+    writeFileSync(join(finalDir, 'source', 'stale.py'), 'stale');
+    writeFileSync(join(finalDir, 'source', 'app', 'main.py'), 'stale main');
+    writeFileSync(join(finalDir, 'artifacts', 'old.log'), 'old');
+    writeFileSync(join(finalDir, 'leftover.txt'), 'left');
+    writeFileSync(join(finalDir, 'manifest.json'), '{}');
+    writeFileSync(store.archivePath(ref), 'stale archive');
+
+    await store.write(ref, g.manifest, g.files, g.archive);
+
+    const tree = snapshot(finalDir);
+    expect(tree.has('source/stale.py')).toBe(false);
+    expect(tree.has('leftover.txt')).toBe(false);
+    expect(readdirSync(join(finalDir, 'artifacts'))).toEqual([]);
+    expect(new TextDecoder().decode(tree.get('source/app/main.py') as Uint8Array)).toContain('FastAPI()');
+    const got = await store.read(ref);
+    expect(got!.manifest).toEqual(g.manifest);
+    expect(got!.files.map((f) => f.path)).toEqual(g.manifest.files);
+    expect(await store.readArchive(ref)).toEqual(g.archive);
+    expect(scratchLeftovers()).toEqual([]);
+  });
+
+  it('a stale regular file at the final path is replaced too', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    mkdirSync(join(root, ref.projectId, 'generations'), { recursive: true });
+    writeFileSync(store.generationDir(ref), 'a file where the folder goes');
+    await store.write(ref, g.manifest, g.files, g.archive);
+    expect(lstatSync(store.generationDir(ref)).isDirectory()).toBe(true);
+    expect((await store.read(ref))!.manifest).toEqual(g.manifest);
+  });
+});
+
+describe('remove()', () => {
+  it('removes the folder and the archive, and is idempotent', async () => {
+    const ref = newRef(1);
+    const keep: GenerationRef = { ...ref, generationId: randomUUID(), version: 2 };
+    const g = await sampleGeneration(ref);
+    const k = await sampleGeneration(keep);
+    await store.write(ref, g.manifest, g.files, g.archive);
+    await store.write(keep, k.manifest, k.files, k.archive);
+
+    await store.remove(ref);
+    expect(existsSync(store.generationDir(ref))).toBe(false);
+    expect(existsSync(store.archivePath(ref))).toBe(false);
+    expect(await store.read(ref)).toBeUndefined();
+    expect(scratchLeftovers()).toEqual([]);
+    await expect(store.remove(ref)).resolves.toBeUndefined();
+    await expect(store.remove(newRef(9))).resolves.toBeUndefined();
+    expect(scratchLeftovers()).toEqual([]);
+    // the other generation of the project is untouched
+    expect(readdirSync(join(root, ref.projectId, 'generations')).sort()).toEqual([generationDirName(keep), `${generationDirName(keep)}.tar.gz`]);
+    expect((await store.read(keep))!.manifest).toEqual(k.manifest);
+  });
+
+  it('removes an archive whose folder is already gone', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    await store.write(ref, g.manifest, g.files, g.archive);
+    rmSync(store.generationDir(ref), { recursive: true });
+    await store.remove(ref);
+    expect(existsSync(store.archivePath(ref))).toBe(false);
+  });
+});
+
+describe('references', () => {
+  it('relativePath() is relative to the root and never contains it', () => {
+    const ref = newRef(12);
+    const rel = store.relativePath(ref);
+    expect(rel).toBe(`${ref.projectId}/generations/v12__${ref.generationId}`);
+    expect(rel.startsWith('/')).toBe(false);
+    expect(rel).not.toContain(root);
+    expect(rel).not.toContain(tmp);
+    expect(join(root, rel)).toBe(store.generationDir(ref));
+  });
+
+  const good = newRef(1);
+  const bad: [string, GenerationRef][] = [
+    ['projectId ../x', { ...good, projectId: '../x' }],
+    ['projectId ..', { ...good, projectId: '..' }],
+    ['projectId absolute', { ...good, projectId: '/etc' }],
+    ['projectId with a slash', { ...good, projectId: `${good.projectId}/..` }],
+    ['generationId ../../x', { ...good, generationId: '../../x' }],
+    ['generationId with a uuid and a suffix', { ...good, generationId: `${good.generationId}/../../x` }],
+    ['generationId upper-case', { ...good, generationId: good.generationId.toUpperCase() }],
+    ['generationId empty', { ...good, generationId: '' }],
+    ['projectId not a uuid', { ...good, projectId: 'my-project' }],
+    ['version 0', { ...good, version: 0 }],
+    ['version -1', { ...good, version: -1 }],
+    ['version 1.5', { ...good, version: 1.5 }],
+    ['version NaN', { ...good, version: Number.NaN }],
+    ['version as a string', { ...good, version: '1' as unknown as number }],
+  ];
+
+  it.each(bad)('rejects %s before touching disk (paths, read, locate, readArchive)', async (_label, ref) => {
+    const missingRoot = join(tmp, 'no-such-root');
+    const s = new LocalStore(missingRoot);
+    expect(() => s.relativePath(ref)).toThrow(/not a generation reference/);
+    expect(() => s.generationDir(ref)).toThrow(/not a generation reference/);
+    expect(() => s.archivePath(ref)).toThrow(/not a generation reference/);
+    await expect(s.read(ref)).rejects.toThrow(/not a generation reference/);
+    await expect(s.locate(ref)).rejects.toThrow(/not a generation reference/);
+    await expect(s.readArchive(ref)).rejects.toThrow(/not a generation reference/);
+    expect(existsSync(missingRoot)).toBe(false);
+  });
+
+  it.each(bad)('rejects %s in write() and remove(), writing nothing outside the scratch folder', async (_label, ref) => {
+    const g = await sampleGeneration(good);
+    // something a traversal would hit
+    writeFileSync(join(tmp, 'victim.txt'), 'keep me');
+    mkdirSync(join(tmp, 'x'));
+    const before = snapshot(tmp);
+    await expect(store.write(ref, g.manifest, g.files, g.archive)).rejects.toThrow(/not a generation reference/);
+    await expect(store.remove(ref)).rejects.toThrow(/not a generation reference/);
+    const after = snapshot(tmp);
+    // only the (empty) scratch folder may have appeared
+    after.delete(`storage/${SCRATCH}`);
+    expect(after).toEqual(before);
+    expect(scratchLeftovers()).toEqual([]);
+  });
+
+  it('accepts a well-formed ref', async () => {
+    await expect(store.read(good)).resolves.toBeUndefined();
+  });
+});
+
+describe('writable()', () => {
+  it('is true for a writable root and false when the root is a file', async () => {
+    expect(await store.writable()).toBe(true);
+    expect(scratchLeftovers()).toEqual([]);
+    const fileRoot = join(tmp, 'file-root');
+    writeFileSync(fileRoot, 'x');
+    expect(await new LocalStore(fileRoot).writable()).toBe(false);
+  });
+});
+
+describe('fixes found in review', () => {
+  it('rejects a bad ref before touching the disk at all', async () => {
+    const fresh = new LocalStore(join(tmp, 'never-created'));
+    const bad = { projectId: '../x', generationId: randomUUID(), version: 1 };
+    const g = await sampleGeneration(newRef(1));
+    await expect(fresh.write(bad, g.manifest, g.files, g.archive)).rejects.toThrow(/not a generation reference/);
+    await expect(fresh.remove(bad)).rejects.toThrow(/not a generation reference/);
+    expect(existsSync(join(tmp, 'never-created'))).toBe(false);
+  });
+
+  it('runs concurrent writes of one generation one after the other: all succeed, folder and archive agree', async () => {
+    for (let round = 0; round < 10; round++) {
+      const ref = newRef(1);
+      const [a, b] = [await sampleGeneration(ref, 'a'), await sampleGeneration(ref, 'b')];
+      const results = await Promise.allSettled([a, b, a, b].map((g) => store.write(ref, g.manifest, g.files, g.archive)));
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+      const archive = await store.readArchive(ref);
+      const onDisk = await store.read(ref);
+      expect(onDisk, `round ${round}`).toBeDefined();
+      // whichever write won, folder and archive belong to the same write
+      const winner = [a, b].find((g) => sha256(g.archive) === sha256(archive!));
+      expect(winner, `round ${round}: the archive is from neither write`).toBeDefined();
+      expect(asText(onDisk!.files)).toEqual(asText(winner!.files));
+    }
+  });
+
+  it('treats a file where a folder should be as "not there"', async () => {
+    const ref = newRef(1);
+    mkdirSync(join(root, ref.projectId));
+    writeFileSync(join(root, ref.projectId, 'generations'), 'not a folder');
+    expect(await store.locate(ref)).toBeUndefined();
+    expect(await store.read(ref)).toBeUndefined();
+    expect(await store.readArchive(ref)).toBeUndefined();
+    await expect(store.remove(ref)).resolves.toBeUndefined();
+  });
+
+  it('sweeps only scratch folders older than the cut-off', async () => {
+    const base = join(root, SCRATCH);
+    mkdirSync(join(base, 'old'), { recursive: true });
+    mkdirSync(join(base, 'young'), { recursive: true });
+    const hourAgo = (Date.now() - 2 * 3600_000) / 1000;
+    utimesSync(join(base, 'old'), hourAgo, hourAgo);
+    expect(await store.sweepScratch(3600_000)).toBe(1);
+    expect(readdirSync(base)).toEqual(['young']);
+    expect(await new LocalStore(join(tmp, 'nothing-here')).sweepScratch()).toBe(0);
+  });
+});
