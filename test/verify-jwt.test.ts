@@ -216,8 +216,11 @@ describe('createAuthenticator with a JWKS (ES256)', () => {
     expect(await auth(`Bearer ${SERVICE_KEY}`)).toEqual({ kind: 'service', claims: { role: 'service_role' } });
   });
 
-  it('an unreachable JWKS is 401, not a crash', async () => {
-    const auth = createAuthenticator({ jwksUrl: jwksUrl.replace('/auth/v1/.well-known/jwks.json', '/missing.json') });
-    await expectUnauthorized(auth(`Bearer ${await es256(privateKey, { role: 'authenticated' }, randomUUID())}`));
+  it('a JWKS that answers 404, or nothing at all, is 503 auth_unavailable: our fault, not the token\'s', async () => {
+    const token = `Bearer ${await es256(privateKey, { role: 'authenticated' }, randomUUID())}`;
+    const missing = createAuthenticator({ jwksUrl: jwksUrl.replace('/auth/v1/.well-known/jwks.json', '/missing.json') });
+    await expect(missing(token)).rejects.toMatchObject({ status: 503, code: 'auth_unavailable' });
+    const closedPort = createAuthenticator({ jwksUrl: 'http://127.0.0.1:1/jwks.json' });
+    await expect(closedPort(token)).rejects.toMatchObject({ status: 503, code: 'auth_unavailable' });
   });
 });

@@ -17,6 +17,7 @@ export const ErrorCode = {
   InvalidArchive: 'invalid_archive',
   ArchiveTooLarge: 'archive_too_large',
   StorageUnavailable: 'storage_unavailable',
+  AuthUnavailable: 'auth_unavailable',
   DatabaseUnavailable: 'database_unavailable',
   Internal: 'internal_error',
 } as const;

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { unauthorized } from '../errors.ts';
+import { AppError, ErrorCode, unauthorized } from '../errors.ts';
 import type { Principal } from './principal.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -42,6 +42,7 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
       ({ payload } = await jwtVerify(token, key as Uint8Array, { clockTolerance: 5 }));
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw unauthorized('token expired');
+      if (keySetUnreachable(err)) throw new AppError(ErrorCode.AuthUnavailable, 503, 'cannot verify tokens right now: the signing keys are unreachable', { cause: err });
       throw unauthorized('invalid token');
     }
     if (payload.role === 'service_role') return { kind: 'service', claims: payload };
@@ -54,4 +55,11 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
 
 function constantTimeEqual(a: Uint8Array, b: Uint8Array) {
   return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
+
+/** The JWKS could not be fetched or read: our dependency failed, not the caller's token (503, not 401). */
+function keySetUnreachable(err: unknown): boolean {
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return true;
+  if (!(err instanceof joseErrors.JOSEError)) return true; // fetch failed
+  return err.constructor === joseErrors.JOSEError; // jose's plain error for a non-200 JWKS answer
 }
