@@ -1,0 +1,186 @@
+/**
+ * A stand-in for Supabase's hosted Storage API (supabase/storage v1.70.x behind the `/storage/v1` gateway prefix),
+ * on loopback, for the routes @supabase/storage-js 2.119 uses. Test code only.
+ *
+ * What storage-js 2.119 surfaces (what CloudStore translates). Calls resolve to `{ data, error }`; they throw only
+ * with `.throwOnError()`. `download()` returns the same shape (data: Blob).
+ *
+ * - Server errors -> `StorageApiError` (`name` 'StorageApiError', `__isStorageError`), with
+ *     `status`:     the HTTP status: 400 for every storage error, 500/503/429 for those;
+ *     `statusCode`: the body's `statusCode` string: the real status ('404', '409', '403', '413', '415', '503', ...);
+ *     `code`:       the body's `code` ('NoSuchKey', 'NoSuchBucket', 'BucketAlreadyExists', 'KeyAlreadyExists',
+ *                   'AccessDenied', 'EntityTooLarge', 'InvalidMimeType', 'InvalidJWT', 'InvalidSignature',
+ *                   'InvalidKey', 'InvalidBucketName', 'InvalidRequest', 'InternalError', 'SlowDown', 'LockTimeout');
+ *     `message`:    the body's `message`. The body's `error` field ('not_found', 'Duplicate', ...) is NOT surfaced.
+ *   Concretely:
+ *     missing object / hidden by RLS:  status 400, statusCode '404', code 'NoSuchKey', 'Object not found'
+ *     missing bucket:                  status 400, statusCode '404', code 'NoSuchBucket', 'Bucket not found'
+ *     bucket exists / key exists:      status 400, statusCode '409', code 'BucketAlreadyExists' | 'KeyAlreadyExists'
+ *     write refused by RLS:            status 400, statusCode '403', code 'AccessDenied', 'new row violates row-level security policy'
+ *     bad/expired bearer JWT:          status 400, statusCode '403', code 'AccessDenied', jose's message
+ *                                      ('signature verification failed', '"exp" claim timestamp check failed', 'Invalid Compact JWS')
+ *       ...but download() and info() use GET /object/:bucket/* and /object/info/:bucket/*, which treat a bad JWT as
+ *       anonymous: on a private bucket that is statusCode '404' NoSuchBucket, not AccessDenied.
+ *     over file_size_limit:            status 400, statusCode '413', code 'EntityTooLarge'
+ *     mime type not allowed:           status 400, statusCode '415', code 'InvalidMimeType'
+ *     injected 500 / 503 / 429:        status 500 / 503 / 429, statusCode the same string, code 'InternalError' / 'LockTimeout' / 'SlowDown'
+ * - Network failure (socket dropped, refused) -> `StorageUnknownError`, message 'fetch failed', `status` and
+ *   `statusCode` undefined, no `code`; the undici TypeError in `originalError`.
+ * - `exists()` answers `{ data: false, error }` for NoSuchKey and throws (!) any other error.
+ * - `remove()` / `list()` of objects the caller may not see: `{ data: [], error: null }`.
+ * - Signed URLs are fetched with plain fetch: errors come back as HTTP 400 with the JSON bodies of errors.ts
+ *   (expired: `{"statusCode":"400","code":"InvalidJWT","error":"InvalidJWT","message":"\"exp\" claim timestamp check failed"}`).
+ *
+ * Paths storage-js 2.119 calls: download -> GET /object/:bucket/*key (not /object/authenticated/...),
+ * info/exists -> GET /object/info/:bucket/*key, upload -> POST /object/:bucket/*key (raw body with content-type and
+ * cache-control headers for Uint8Array/Buffer/ArrayBuffer; multipart with a `cacheControl` field and the file for
+ * Blob/File, where the Blob's own type is the content type and the `contentType` option is ignored).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Jwt } from './auth.ts';
+import { faultFailure, StorageFailure } from './errors.ts';
+import { Faults } from './faults.ts';
+import { route, type Context, type Incoming, type Reply } from './routes.ts';
+import { Store } from './store.ts';
+
+export interface StandIn {
+  /** Origin, used as SUPABASE_URL: clients call `${url}/storage/v1/...`. */
+  url: string;
+  /** A service_role JWT signed with jwtSecret (what SUPABASE_SERVICE_KEY would be). */
+  serviceKey: string;
+  faults: Pick<Faults, 'failNext' | 'delayNext' | 'dropNext' | 'clear'>;
+  /** Every request seen, in arrival order; `status` is filled in when answered (0: dropped or not answered yet). */
+  requests: { method: string; path: string; status: number }[];
+  /** Where an object's bytes live on disk (tests corrupt them). */
+  objectPath(bucket: string, key: string): string;
+  close(): Promise<void>;
+}
+
+export interface StandInOptions {
+  /** HS256 secret: verifies bearer JWTs and signs signed-URL tokens. */
+  jwtSecret: string;
+  /** Where object bytes are stored; a temp dir by default, removed on close. */
+  dir?: string;
+  /** Stands for storage.objects SELECT policies for `authenticated` users; default: nobody reads anything. */
+  canRead?: (userId: string, bucket: string, key: string) => boolean | Promise<boolean>;
+  /** Clock in ms (JWT iat/exp checks, timestamps); default Date.now. */
+  now?: () => number;
+}
+
+const PREFIX = '/storage/v1/';
+
+export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn> {
+  const now = opts.now ?? Date.now;
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'storage-standin.')));
+  const jwt = new Jwt(opts.jwtSecret, now);
+  const ctx: Context = { store: new Store(dir, now), jwt, canRead: opts.canRead ?? (() => false) };
+  const faults = new Faults();
+  const requests: StandIn['requests'] = [];
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://standin');
+    const entry = { method: req.method ?? 'GET', path: url.pathname, status: 0 };
+    requests.push(entry);
+    const fault = faults.take();
+    if (fault.drop) {
+      req.socket.destroy();
+      return;
+    }
+    void (async () => {
+      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      const reply = fault.failWith ? failure(faultFailure(fault.failWith)) : await answer(ctx, req, url);
+      entry.status = reply.status ?? 200;
+      send(res, reply);
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    serviceKey: await jwt.sign({ role: 'service_role', iss: 'supabase' }, 10 * 365 * 24 * 3600),
+    faults,
+    requests,
+    objectPath: (bucket, key) => ctx.store.objectPath(bucket, key),
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve())));
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function answer(ctx: Context, req: IncomingMessage, url: URL): Promise<Reply> {
+  try {
+    if (!url.pathname.startsWith(PREFIX)) return notFound(req);
+    const raw = url.pathname.slice(PREFIX.length).split('/');
+    const reply = await route(ctx, incoming(req, raw.map(decodeURIComponent), url.searchParams));
+    return reply ?? notFound(req);
+  } catch (e) {
+    if (e instanceof StorageFailure) return failure(e);
+    const err = e as Error;
+    return failure(new StorageFailure(500, 'InternalError', err.message, err.name));
+  }
+}
+
+function failure(e: StorageFailure): Reply {
+  return { status: e.httpStatus, body: e.body() };
+}
+
+/** Fastify's own 404 for unknown routes (not the storage error shape). */
+function notFound(req: IncomingMessage): Reply {
+  return { status: 404, body: { message: `Route ${req.method}:${req.url} not found`, error: 'Not Found', statusCode: 404 } };
+}
+
+function incoming(req: IncomingMessage, segments: string[], query: URLSearchParams): Incoming {
+  let body: Promise<Buffer> | undefined;
+  const bytes = () =>
+    (body ??= (async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    })());
+  const headers = req.headers as Record<string, string | undefined>;
+  return {
+    method: req.method ?? 'GET',
+    segments,
+    query,
+    headers,
+    async json() {
+      const text = (await bytes()).toString('utf8');
+      return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+    },
+    async file() {
+      const contentType = headers['content-type'] ?? '';
+      if (!contentType.startsWith('multipart/form-data')) {
+        return { bytes: await bytes(), mimetype: contentType || 'application/octet-stream', cacheControl: headers['cache-control'] ?? 'no-cache' };
+      }
+      // storage-js sends Blobs/Files as multipart: a `cacheControl` field and the file (field name "").
+      const form = await new Response(new Uint8Array(await bytes()), { headers: { 'content-type': contentType } }).formData();
+      const file = [...form.values()].find((v): v is File => typeof v !== 'string');
+      if (!file) throw new StorageFailure(400, 'InvalidRequest', 'No content provided');
+      const cacheControl = form.get('cacheControl');
+      return {
+        bytes: new Uint8Array(await file.arrayBuffer()),
+        mimetype: file.type || 'application/octet-stream',
+        cacheControl: typeof cacheControl === 'string' ? `max-age=${cacheControl}` : 'no-cache',
+      };
+    },
+  };
+}
+
+function send(res: ServerResponse, reply: Reply) {
+  const isBytes = reply.body instanceof Uint8Array;
+  const payload = isBytes ? (reply.body as Uint8Array) : Buffer.from(JSON.stringify(reply.body));
+  res.writeHead(reply.status ?? 200, {
+    ...(isBytes ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+    ...reply.headers,
+    'content-length': String(payload.byteLength),
+  });
+  res.end(payload);
+}
