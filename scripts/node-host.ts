@@ -10,7 +10,8 @@ import { readMigrations } from '../functions/_shared/db/migration-files.ts';
 import { openPGlite } from '../functions/_shared/db/pglite-driver.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { createLogger, type Logger } from '../functions/_shared/log.ts';
-import { buildGenerationsApp } from '../functions/_shared/wiring.ts';
+import { AppError } from '../functions/_shared/errors.ts';
+import { buildGenerationsApp, type WiringOptions } from '../functions/_shared/wiring.ts';
 import { resolveJwtSecret } from './local-secret.ts';
 
 const repoPath = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
@@ -41,14 +42,30 @@ export interface NodeServer {
 }
 
 /** Starts every function under /functions/v1 on Node: the embedded default and self-hosting. */
-export async function startNodeServer(env: Env, opts: { log?: Logger } = {}): Promise<NodeServer> {
+export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: WiringOptions } = {}): Promise<NodeServer> {
   const config = loadConfig(env);
   const log = opts.log ?? createLogger(config.logLevel);
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);
-  const { app: generations, local } = buildGenerationsApp(config, db, log, { jwtSecret: secret });
+  const { app: generations, local, cloud, uploads } = buildGenerationsApp(config, db, log, { jwtSecret: secret, ...opts.wiring });
   const swept = await local.sweepScratch();
   if (swept) log.warn('removed scratch folders left by an earlier crash', { count: swept });
+  let retryTimer: ReturnType<typeof setInterval> | undefined;
+  if (cloud && uploads) {
+    try {
+      await cloud.ensureBucket();
+    } catch (err) {
+      if (!(err instanceof AppError)) {
+        await db.close();
+        throw err; // e.g. a public bucket: refuse to start
+      }
+      log.error('bucket check failed; saves stay local and uploads will be retried', { error: err });
+    }
+    // Whatever a crash or a cloud outage left pending or failed, and whatever was saved while cloud was off.
+    await uploads.resume();
+    retryTimer = setInterval(() => void uploads.resume().catch((err) => log.error('upload retry scan failed', { error: err })), config.uploads.retrySeconds * 1000);
+    retryTimer.unref();
+  }
   const root = new Hono();
   root.route('/functions/v1', generations);
   root.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
@@ -67,7 +84,9 @@ export async function startNodeServer(env: Env, opts: { log?: Logger } = {}): Pr
     port,
     close: () =>
       (closing ??= (async () => {
+        clearInterval(retryTimer);
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await uploads?.stop(); // uploads under way finish; the rest stay pending for the next start
         await db.close();
         log.info('server stopped');
       })()),

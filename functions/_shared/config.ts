@@ -48,6 +48,8 @@ const schema = z.object({
   SUPABASE_JWKS_URL: optionalUrl,
   DOWNLOAD_TOKEN_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   USE_CLOUD_STORAGE: bool(false),
+  UPLOAD_CONCURRENCY: int(4, 1, 64),
+  UPLOAD_RETRY_SECONDS: int(60, 1, 24 * 3600),
   CACHE_TTL_HOURS: int(2, 0, 24 * 365),
   AUTO_CLEANUP_ENABLED: bool(false),
   CLEANUP_INTERVAL_HOURS: int(6, 1, 24 * 30),
@@ -73,6 +75,8 @@ export type Config = {
   databaseUrl?: string;
   supabase: { url?: string; serviceKey?: string; bucket: string };
   useCloudStorage: boolean;
+  /** Background uploads at once, and how often failed or pending ones are tried again (Node). */
+  uploads: { concurrency: number; retrySeconds: number };
   auth: { jwtSecret?: string; jwksUrl?: string; downloadTokenSecret?: string };
   cacheTtlHours: number;
   autoCleanupEnabled: boolean;
@@ -122,6 +126,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl: e.DATABASE_URL,
     supabase: { url: e.SUPABASE_URL?.replace(/\/+$/, ''), serviceKey, bucket: e.SUPABASE_BUCKET },
     useCloudStorage: e.USE_CLOUD_STORAGE,
+    uploads: { concurrency: e.UPLOAD_CONCURRENCY, retrySeconds: e.UPLOAD_RETRY_SECONDS },
     auth: { jwtSecret: e.SUPABASE_JWT_SECRET, jwksUrl: e.SUPABASE_JWKS_URL, downloadTokenSecret: e.DOWNLOAD_TOKEN_SECRET },
     cacheTtlHours: e.CACHE_TTL_HOURS,
     autoCleanupEnabled: e.AUTO_CLEANUP_ENABLED,

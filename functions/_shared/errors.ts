@@ -18,6 +18,15 @@ export const ErrorCode = {
   ArchiveTooLarge: 'archive_too_large',
   StorageUnavailable: 'storage_unavailable',
   AuthUnavailable: 'auth_unavailable',
+  /** Supabase Storage failed in a way worth retrying (5xx, 429, network). */
+  CloudUnavailable: 'cloud_unavailable',
+  CloudNotFound: 'cloud_object_not_found',
+  CloudConflict: 'cloud_conflict',
+  /** The service key was refused: a configuration problem, never the caller's. */
+  CloudForbidden: 'cloud_forbidden',
+  CloudRejected: 'cloud_rejected',
+  /** What the cloud returned does not match the recorded sha256. */
+  CloudCorrupt: 'cloud_corrupt',
   DatabaseUnavailable: 'database_unavailable',
   Internal: 'internal_error',
 } as const;

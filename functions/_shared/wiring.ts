@@ -6,19 +6,46 @@ import { createGenerationsApp, type HealthReport } from './http/generations-app.
 import type { Logger } from './log.ts';
 import { GenerationService } from './storage/generation-service.ts';
 import { LocalStore } from './stores/local-store.ts';
+import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
+import { HybridGenerationStorage } from './storage/hybrid-storage.ts';
+import { UploadQueue } from './storage/upload-queue.ts';
+import { SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
 
 /**
  * The composition root shared by every host (Node server, edge entry, tests): the one place that picks the
  * implementations behind the generations app. Hosts bring what differs per runtime: the database and the secret.
  */
-export function buildGenerationsApp(config: Config, db: Database, log: Logger, opts: { jwtSecret?: string; now?: () => number } = {}) {
+export interface WiringOptions {
+  jwtSecret?: string;
+  now?: () => number;
+  /** Supabase Edge: `EdgeRuntime.waitUntil`, so background uploads outlive the response. */
+  keepAlive?: (work: Promise<unknown>) => void;
+  /** Tests shorten the cloud's retry backoff. */
+  cloudRetry?: RetryPolicy;
+}
+
+export function buildGenerationsApp(config: Config, db: Database, log: Logger, opts: WiringOptions = {}) {
   const jwtSecret = config.auth.jwtSecret ?? opts.jwtSecret;
   const local = new LocalStore(config.storagePath);
+  const localStorage = new LocalGenerationStorage(local, log);
+  let storage: GenerationStorage = localStorage;
+  let cloud: CloudStore | undefined;
+  let uploads: UploadQueue | undefined;
+  if (config.useCloudStorage) {
+    const { url, serviceKey, bucket } = config.supabase;
+    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: config.limits.maxGenerationBytes }, log, opts.cloudRetry);
+    uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, keepAlive: opts.keepAlive });
+    storage = new HybridGenerationStorage(localStorage, new LocalStore(config.cachePath), cloud, uploads, log, {
+      cacheTtlMs: config.cacheTtlHours * 3600_000,
+      unpackLimits: { maxEntries: config.limits.maxFiles * 2 + 16, maxFileBytes: config.limits.maxFileBytes + config.limits.maxMetadataBytes + 1024 * 1024, maxTotalBytes: config.limits.maxGenerationBytes * 2 },
+      now: opts.now,
+    });
+  }
   const service = new GenerationService({
     db,
     local,
+    storage,
     limits: config.limits,
-    cloudEnabled: config.useCloudStorage,
     log,
     now: opts.now && (() => new Date(opts.now!())),
   });
@@ -46,5 +73,5 @@ export function buildGenerationsApp(config: Config, db: Database, log: Logger, o
     corsAllowedOrigins: config.corsAllowedOrigins,
     log,
   });
-  return { app, service, local };
+  return { app, service, local, cloud, uploads };
 }

@@ -17,6 +17,8 @@ const config = loadConfig({
 if (!config.databaseUrl) throw new Error('[generations] SUPABASE_DB_URL is required on the edge');
 const log = createLogger(config.logLevel);
 const db = createDatabase(openPostgres(config.databaseUrl, { max: 1 }));
-const { app } = buildGenerationsApp(config, db, log);
+// Background uploads must outlive the response: Supabase's runtime keeps the worker up for what waitUntil holds.
+const edge = (globalThis as { EdgeRuntime?: { waitUntil(work: Promise<unknown>): void } }).EdgeRuntime;
+const { app } = buildGenerationsApp(config, db, log, { keepAlive: edge && ((work) => edge.waitUntil(work)) });
 
 Deno.serve(app.fetch);

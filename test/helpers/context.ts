@@ -9,7 +9,7 @@ import { migrate } from '../../functions/_shared/db/migrate.ts';
 import { readMigrations } from '../../functions/_shared/db/migration-files.ts';
 import { openPGlite } from '../../functions/_shared/db/pglite-driver.ts';
 import { createLogger, type Logger } from '../../functions/_shared/log.ts';
-import { buildGenerationsApp } from '../../functions/_shared/wiring.ts';
+import { buildGenerationsApp, type WiringOptions } from '../../functions/_shared/wiring.ts';
 
 export const JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
 export const SERVICE_KEY = 'sb_secret_test_service_key_for_local_tests';
@@ -59,13 +59,15 @@ export interface AppContext {
   app: ReturnType<typeof buildGenerationsApp>['app'];
   service: ReturnType<typeof buildGenerationsApp>['service'];
   local: ReturnType<typeof buildGenerationsApp>['local'];
+  uploads: ReturnType<typeof buildGenerationsApp>['uploads'];
+  cloud: ReturnType<typeof buildGenerationsApp>['cloud'];
   /** Moves the clock the app sees (download-token expiry). */
   clock: { now: number };
   close(): Promise<void>;
 }
 
-/** The generations app in process, on a fresh PGlite (or the database given) and a temp STORAGE_PATH. */
-export async function appContext(env: Env = {}, database?: Database): Promise<AppContext> {
+/** The generations app in process, on a fresh PGlite (or the database given) and a temp STORAGE_PATH (or the one in env). */
+export async function appContext(env: Env = {}, database?: Database, wiring: WiringOptions = {}): Promise<AppContext> {
   const dir = tempDir();
   const config = loadConfig({
     STORAGE_PATH: join(dir.path, 'projects'),
@@ -78,7 +80,7 @@ export async function appContext(env: Env = {}, database?: Database): Promise<Ap
   const db = database ?? (await migratedPGlite());
   const log = memoryLogger();
   const clock = { now: Date.now() };
-  const built = buildGenerationsApp(config, db, log, { now: () => clock.now });
+  const built = buildGenerationsApp(config, db, log, { now: () => clock.now, ...wiring });
   return {
     config,
     db,
@@ -87,6 +89,7 @@ export async function appContext(env: Env = {}, database?: Database): Promise<Ap
     clock,
     ...built,
     close: async () => {
+      await built.uploads?.stop();
       await db.close();
       dir.remove();
     },

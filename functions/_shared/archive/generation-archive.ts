@@ -1,5 +1,6 @@
-import { encodeManifest, sha256Hex, type Manifest } from './manifest.ts';
-import { packTree, type TreeFile } from './tar-gz.ts';
+import { invalidArchive } from '../errors.ts';
+import { encodeManifest, parseManifest, sha256Hex, type Manifest } from './manifest.ts';
+import { packTree, unpackTree, type TreeFile, type UnpackLimits } from './tar-gz.ts';
 
 /** A generation's identity on disk and in the bucket. */
 export interface GenerationRef {
@@ -40,4 +41,28 @@ export function manifestTime(manifest: Pick<Manifest, 'created_at'>): Date {
   const s = manifest.created_at;
   const t = Date.parse(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : `${s}Z`);
   return Number.isNaN(t) ? new Date(0) : new Date(t);
+}
+
+/**
+ * Reads a generation archive back (already verified by sha256, still unpacked with every safety check):
+ * everything must sit under `v{version}__{generation_id}/`, and its manifest must name this generation.
+ */
+export async function readGenerationArchive(
+  bytes: Uint8Array,
+  ref: GenerationRef,
+  limits: UnpackLimits,
+): Promise<{ manifest: Manifest; files: TreeFile[] }> {
+  const tree = await unpackTree(bytes, limits);
+  const root = `${generationDirName(ref)}/`;
+  const outside = [...tree.dirs.map((d) => `${d}/`), ...tree.files.map((f) => f.path)].find((p) => !p.startsWith(root) && p !== root);
+  if (outside) throw invalidArchive(`entry ${JSON.stringify(outside)} is outside ${root}`);
+  const manifestFile = tree.files.find((f) => f.path === `${root}manifest.json`);
+  const manifest = manifestFile && parseManifest(manifestFile.data);
+  if (!manifest) throw invalidArchive('no readable manifest.json');
+  if (manifest.generation_id !== ref.generationId || manifest.project_id !== ref.projectId || manifest.version !== ref.version) {
+    throw invalidArchive('manifest.json names another generation');
+  }
+  const source = `${root}source/`;
+  const files = tree.files.filter((f) => f.path.startsWith(source)).map((f) => ({ path: f.path.slice(source.length), data: f.data }));
+  return { manifest, files };
 }

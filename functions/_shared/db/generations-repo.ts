@@ -140,3 +140,30 @@ export async function deleteGeneration(tx: Tx, id: string): Promise<GenerationRe
   const rows = await tx.query<Row>(`delete from public.generations where id = $1::uuid returning ${COLUMNS}`, [id]);
   return rows[0] && toRecord(rows[0]);
 }
+
+/** Records a verified upload. */
+export async function markUploaded(tx: Tx, id: string): Promise<void> {
+  await tx.query(
+    `update public.generations set upload_status = 'uploaded', upload_attempts = upload_attempts + 1, upload_error = null, uploaded_at = now()
+     where id = $1::uuid`,
+    [id],
+  );
+}
+
+/** Records a failed attempt; the generation stays local and is tried again later. */
+export async function markUploadFailed(tx: Tx, id: string, error: string): Promise<void> {
+  await tx.query(
+    `update public.generations set upload_status = 'failed', upload_attempts = upload_attempts + 1, upload_error = left($2, 1000)
+     where id = $1::uuid and upload_status <> 'uploaded'`,
+    [id, error],
+  );
+}
+
+/** Generations not yet in the bucket (saved while cloud was off, pending, or failed), oldest first. */
+export async function listNotUploaded(tx: Tx, limit: number): Promise<GenerationRecord[]> {
+  const rows = await tx.query<Row>(
+    `select ${COLUMNS} from public.generations where upload_status in ('local', 'pending', 'failed') order by updated_at limit $1::int`,
+    [limit],
+  );
+  return rows.map(toRecord);
+}

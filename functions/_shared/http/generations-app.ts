@@ -82,12 +82,17 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
       status: r.uploadStatus,
     },
   });
+  /** With a download URL: Supabase's signed URL once uploaded, our own signed URL before that. */
   const full = async (r: GenerationRecord) => {
-    const { token } = await deps.downloads.sign({ generationId: r.id, ownerId: r.ownerId });
+    const cloud = await service.cloudUrl(r, deps.downloads.ttlSeconds);
+    const local = async () => {
+      const { token } = await deps.downloads.sign({ generationId: r.id, ownerId: r.ownerId });
+      return `${functionUrl}/${r.id}/download?token=${encodeURIComponent(token)}`;
+    };
     const { storage, ...rest } = summary(r);
     return {
       ...rest,
-      download_url: `${functionUrl}/${r.id}/download?token=${encodeURIComponent(token)}`,
+      download_url: cloud ?? (await local()),
       expires_in: deps.downloads.ttlSeconds,
       storage,
     };

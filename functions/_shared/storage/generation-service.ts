@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { packGeneration, storageKey, type GenerationRef } from '../archive/generation-archive.ts';
+import type { GenerationStorage } from './generation-storage.ts';
 import { buildManifest, canonicalJson, contentDigest } from '../archive/manifest.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Database, Tx } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
-import { AppError, badRequest, ErrorCode, forbidden, generationNotFound, internal, projectNotFound, tooLarge } from '../errors.ts';
+import { AppError, badRequest, ErrorCode, forbidden, generationNotFound, projectNotFound, tooLarge } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { normaliseFileSet } from '../secure-path.ts';
 import type { LocalStore } from '../stores/local-store.ts';
@@ -37,9 +38,11 @@ export interface SaveResult {
 
 export interface GenerationServiceDeps {
   db: Database;
+  /** Where saves are written, first and at once (CodebeGen's layout). */
   local: LocalStore;
+  /** Where the bytes live afterwards: local only, or local + cloud. */
+  storage: GenerationStorage;
   limits: Limits;
-  cloudEnabled: boolean;
   log: Logger;
   now?: () => Date;
 }
@@ -47,7 +50,7 @@ export interface GenerationServiceDeps {
 /**
  * Saves, lists, reads and deletes generations for a Principal. Ownership is never checked here: every query runs
  * as the caller (`db.asUser`), so row-level security decides, and the service role is the one named exception.
- * The cloud half (background upload, cache) composes around this in the cloud issue; rows already carry the state.
+ * What happens to the bytes after a save (uploads, cache, cloud reads) is the GenerationStorage's business.
  */
 export class GenerationService {
   private readonly now: () => Date;
@@ -72,7 +75,7 @@ export class GenerationService {
     const contentSha256 = contentDigest(files, metadata);
     let written: GenerationRef | undefined;
     try {
-      return await this.as(principal, async (tx) => {
+      const result = await this.as(principal, async (tx): Promise<SaveResult> => {
         await repo.lockProject(tx, input.projectId);
         const existing = await repo.findGeneration(tx, generationId);
         if (existing) {
@@ -111,7 +114,7 @@ export class GenerationService {
           contentSha256,
           manifest,
           storageKey: storageKey(ref),
-          uploadStatus: this.deps.cloudEnabled ? 'pending' : 'local',
+          uploadStatus: this.deps.storage.cloudEnabled ? 'pending' : 'local',
           createdAt,
         });
         // Files last, inside the transaction: if they cannot be written, the row is rolled back too.
@@ -126,6 +129,9 @@ export class GenerationService {
         });
         return { record, created: true };
       });
+      // Committed: now, and only now, the background work may start.
+      if (result.created || result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record);
+      return result;
     } catch (err) {
       // The commit failed after the files were placed: take them back so disk and database agree.
       if (written) await this.deps.local.remove(written).catch(() => {});
@@ -150,25 +156,20 @@ export class GenerationService {
   /** The archive's exact bytes (the ones `archive_sha256` names) for a generation the principal may read. */
   async archive(principal: Principal, generationId: string): Promise<{ record: GenerationRecord; bytes: Uint8Array }> {
     const record = await this.get(principal, generationId);
-    const ref = refOf(record);
-    const stored = await this.deps.local.readArchive(ref);
-    if (stored) return { record, bytes: stored };
-    // No stored archive (written by CodebeGen's Python, or lost): pack the folder again and prove it is the same.
-    const onDisk = await this.deps.local.read(ref);
-    if (!onDisk) throw new AppError(ErrorCode.StorageUnavailable, 503, 'generation files are not available on this server');
-    const packed = await packGeneration(record.manifest, onDisk.files);
-    if (packed.sha256 !== record.archiveSha256) {
-      this.deps.log.error('archive does not match its record', { generation_id: record.id, expected: record.archiveSha256, actual: packed.sha256 });
-      throw internal('stored generation failed its integrity check');
-    }
-    return { record, bytes: packed.bytes };
+    return { record, bytes: await this.deps.storage.archive(record) };
+  }
+
+  /** A direct cloud download URL for a record already read as its principal, when there is one. */
+  cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined> {
+    return this.deps.storage.cloudUrl(record, expiresInSeconds);
   }
 
   async delete(principal: Principal, generationId: string): Promise<void> {
     await this.as(principal, async (tx) => {
       const record = await repo.deleteGeneration(tx, generationId);
       if (!record) throw generationNotFound();
-      await this.deps.local.remove(refOf(record));
+      // Inside the transaction: if a copy cannot be removed, the row stays and the caller may try again.
+      await this.deps.storage.remove(record);
       this.deps.log.info('generation deleted', { generation_id: record.id, project_id: record.projectId, version: record.version });
     });
   }
@@ -190,8 +191,6 @@ export class GenerationService {
     });
   }
 }
-
-export const refOf = (r: GenerationRecord): GenerationRef => ({ projectId: r.projectId, generationId: r.id, version: r.version });
 
 function resolveOwner(principal: Principal, ownerId: string | undefined): string {
   if (principal.kind === 'service') {

@@ -118,6 +118,17 @@ export class LocalStore {
     }
   }
 
+  /** When the generation's folder was written (its mtime), if it is here in our layout. */
+  async writtenAt(ref: GenerationRef): Promise<Date | undefined> {
+    try {
+      const info = await lstat(this.generationDir(ref));
+      return info.isDirectory() ? info.mtime : undefined;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** Which layout holds this generation, if any. */
   async locate(ref: GenerationRef): Promise<{ layout: Layout; dir: string } | undefined> {
     const hier = this.generationDir(ref);

@@ -1,0 +1,65 @@
+import type { GenerationRef } from '../archive/generation-archive.ts';
+import { packGeneration } from '../archive/generation-archive.ts';
+import type { GenerationRecord } from '../db/generations-repo.ts';
+import { AppError, ErrorCode, internal } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { LocalStore } from '../stores/local-store.ts';
+
+/**
+ * Where a generation's bytes live once its row is committed. One implementation per mode, composed rather than
+ * branched: `LocalGenerationStorage` (cloud off, CodebeGen's old behaviour) and `HybridGenerationStorage`
+ * (local first, background upload, cache-first reads), which wraps the local one.
+ */
+export interface GenerationStorage {
+  readonly cloudEnabled: boolean;
+  /** The row and local files are committed: start whatever happens in the background (uploads). */
+  saved(record: GenerationRecord): void;
+  /** The archive's exact bytes, the ones `archive_sha256` names. */
+  archive(record: GenerationRecord): Promise<Uint8Array>;
+  /** A direct download URL from the cloud, or undefined when the caller should use our own signed URL. */
+  cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined>;
+  /** Removes every copy. Throws — and the caller keeps the row — when a copy cannot be removed. */
+  remove(record: GenerationRecord): Promise<void>;
+}
+
+export const refOf = (r: GenerationRecord): GenerationRef => ({ projectId: r.projectId, generationId: r.id, version: r.version });
+
+/** Cloud off: the local disk is the only copy. */
+export class LocalGenerationStorage implements GenerationStorage {
+  readonly cloudEnabled = false;
+  constructor(
+    readonly local: LocalStore,
+    private readonly log: Logger,
+  ) {}
+
+  saved(): void {}
+
+  async archive(record: GenerationRecord): Promise<Uint8Array> {
+    const bytes = await this.localArchive(record);
+    if (!bytes) throw new AppError(ErrorCode.StorageUnavailable, 503, 'generation files are not available on this server');
+    return bytes;
+  }
+
+  /** The stored archive; or, for a folder without one (CodebeGen's Python wrote it), the folder packed again and proven identical. */
+  async localArchive(record: GenerationRecord): Promise<Uint8Array | undefined> {
+    const ref = refOf(record);
+    const stored = await this.local.readArchive(ref);
+    if (stored) return stored;
+    const onDisk = await this.local.read(ref);
+    if (!onDisk) return undefined;
+    const packed = await packGeneration(record.manifest, onDisk.files);
+    if (packed.sha256 !== record.archiveSha256) {
+      this.log.error('archive does not match its record', { generation_id: record.id, expected: record.archiveSha256, actual: packed.sha256 });
+      throw internal('stored generation failed its integrity check');
+    }
+    return packed.bytes;
+  }
+
+  async cloudUrl(): Promise<undefined> {
+    return undefined;
+  }
+
+  async remove(record: GenerationRecord): Promise<void> {
+    await this.local.remove(refOf(record));
+  }
+}

@@ -1,0 +1,113 @@
+import { sha256Hex } from '../archive/manifest.ts';
+import type { Database } from '../db/database.ts';
+import * as repo from '../db/generations-repo.ts';
+import type { GenerationRecord } from '../db/generations-repo.ts';
+import type { Logger } from '../log.ts';
+import type { CloudStore } from '../stores/cloud-store.ts';
+import type { LocalGenerationStorage } from './generation-storage.ts';
+
+export interface UploadQueueOptions {
+  /** Uploads at once; the rest wait in line. */
+  concurrency: number;
+  /**
+   * Keeps the runtime alive while background work runs: `EdgeRuntime.waitUntil` on Supabase Edge, where a
+   * worker may otherwise stop once the response is sent. Node needs nothing.
+   */
+  keepAlive?: (work: Promise<unknown>) => void;
+}
+
+export type UploadOutcome = 'uploaded' | 'failed' | 'skipped';
+
+/**
+ * Uploads saved generations to the bucket in the background, durably: the row says pending → uploaded (only
+ * after the bucket's copy is downloaded back and its size and sha256 match) or failed (attempts, last error).
+ * A crash loses nothing: `resume()` finds every row not yet uploaded whose local copy exists and queues it again.
+ */
+export class UploadQueue {
+  private readonly waiting: string[] = [];
+  private readonly queued = new Set<string>();
+  private running = 0;
+  private stopped = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly db: Database,
+    private readonly local: LocalGenerationStorage,
+    private readonly cloud: CloudStore,
+    private readonly log: Logger,
+    private readonly opts: UploadQueueOptions,
+  ) {}
+
+  /** Queues a generation (once, however often it is asked). */
+  enqueue(generationId: string): void {
+    if (this.stopped || this.queued.has(generationId)) return;
+    this.queued.add(generationId);
+    this.waiting.push(generationId);
+    this.pump();
+  }
+
+  /** Queues every generation not yet in the bucket; returns how many it found. */
+  async resume(limit = 1000): Promise<number> {
+    const rows = await this.db.asService((tx) => repo.listNotUploaded(tx, limit));
+    for (const r of rows) this.enqueue(r.id);
+    if (rows.length) this.log.info('uploads resumed', { count: rows.length });
+    return rows.length;
+  }
+
+  /** Resolves when nothing is waiting or running. */
+  idle(): Promise<void> {
+    if (this.running === 0 && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Takes no more work and waits for the uploads under way; the rest stay pending in the database. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.waiting.length = 0;
+    this.queued.clear();
+    await this.idle();
+  }
+
+  /** One upload, start to finish. Never throws: the outcome is in the row and the log. */
+  async uploadOne(generationId: string): Promise<UploadOutcome> {
+    const record = await this.db.asService((tx) => repo.findGeneration(tx, generationId));
+    if (!record || record.uploadStatus === 'uploaded') return 'skipped';
+    const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey };
+    try {
+      const bytes = await this.local.localArchive(record);
+      if (!bytes) throw new Error('no local copy to upload');
+      await this.cloud.upload(record.storageKey, bytes);
+      await this.verify(record);
+      await this.db.asService((tx) => repo.markUploaded(tx, record.id));
+      this.log.info('upload verified', { ...fields, bytes: bytes.byteLength, attempts: record.uploadAttempts + 1 });
+      return 'uploaded';
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await this.db.asService((tx) => repo.markUploadFailed(tx, record.id, message)).catch(() => {});
+      this.log.warn('upload failed', { ...fields, attempts: record.uploadAttempts + 1, error: message });
+      return 'failed';
+    }
+  }
+
+  /** The bucket's copy, downloaded back, must be the archive we recorded. */
+  private async verify(record: GenerationRecord): Promise<void> {
+    const back = await this.cloud.download(record.storageKey);
+    if (back.byteLength !== record.archiveSizeBytes || sha256Hex(back) !== record.archiveSha256) {
+      throw new Error(`verification failed: the bucket holds ${back.byteLength} bytes with another sha256`);
+    }
+  }
+
+  private pump(): void {
+    while (this.running < this.opts.concurrency && this.waiting.length > 0) {
+      const id = this.waiting.shift()!;
+      this.running++;
+      const work = this.uploadOne(id).finally(() => {
+        this.running--;
+        this.queued.delete(id);
+        if (!this.stopped) this.pump();
+        if (this.running === 0 && this.waiting.length === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+      this.opts.keepAlive?.(work);
+    }
+  }
+}

@@ -1,0 +1,136 @@
+import { StorageClient, isStorageError, StorageApiError } from '@supabase/storage-js';
+import pRetry from 'p-retry';
+import { AppError, ErrorCode, type HttpStatus } from '../errors.ts';
+import type { Logger } from '../log.ts';
+
+/** The bucket as this service uses it. Keys are `{project_id}/generations/v{version}__{generation_id}.tar.gz`. */
+export interface CloudStore {
+  readonly bucket: string;
+  /** Creates the private bucket (gzip only, size-limited) unless it exists; refuses a public one. */
+  ensureBucket(): Promise<void>;
+  /** Uploads (overwriting: the same key always holds the same generation). */
+  upload(key: string, bytes: Uint8Array): Promise<void>;
+  download(key: string): Promise<Uint8Array>;
+  /** A URL anyone holding it can download from until it expires; the file is saved as `fileName`. */
+  signedUrl(key: string, expiresInSeconds: number, fileName: string): Promise<string>;
+  /** Removes objects; a key that is already gone is not an error. */
+  remove(keys: readonly string[]): Promise<void>;
+}
+
+export interface RetryPolicy {
+  retries: number;
+  minTimeoutMs: number;
+  maxTimeoutMs: number;
+}
+
+export const defaultRetry: RetryPolicy = { retries: 4, minTimeoutMs: 200, maxTimeoutMs: 5_000 };
+
+/**
+ * Supabase Storage through storage-js. The Storage API's errors (HTTP 400 carrying the real status as a string)
+ * are translated to our codes here and nowhere else; 5xx, 429 and network failures are retried with exponential
+ * backoff and jitter, other 4xx never. Server side only: it holds the service key.
+ */
+export class SupabaseCloudStore implements CloudStore {
+  private readonly client: StorageClient;
+
+  constructor(
+    opts: { url: string; serviceKey: string; bucket: string; fileSizeLimit: number; fetch?: typeof fetch },
+    private readonly log: Logger,
+    private readonly retry: RetryPolicy = defaultRetry,
+  ) {
+    this.bucket = opts.bucket;
+    this.fileSizeLimit = opts.fileSizeLimit;
+    this.client = new StorageClient(`${opts.url}/storage/v1`, { apikey: opts.serviceKey, Authorization: `Bearer ${opts.serviceKey}` }, opts.fetch);
+  }
+  readonly bucket: string;
+  private readonly fileSizeLimit: number;
+
+  async ensureBucket(): Promise<void> {
+    const got = await this.call('getBucket', () => this.client.getBucket(this.bucket), { allowNotFound: true });
+    if (got) {
+      // Not an AppError: a public bucket would expose every archive, so the host refuses to start.
+      if (got.public) throw new Error(`[cloud] bucket "${this.bucket}" is public: make it private before enabling cloud storage`);
+      return;
+    }
+    const created = await this.call(
+      'createBucket',
+      () => this.client.createBucket(this.bucket, { public: false, fileSizeLimit: this.fileSizeLimit, allowedMimeTypes: ['application/gzip'] }),
+      { allowConflict: true },
+    );
+    this.log.info(created ? 'bucket created' : 'bucket already exists', { bucket: this.bucket });
+  }
+
+  async upload(key: string, bytes: Uint8Array): Promise<void> {
+    await this.call('upload', () =>
+      this.client.from(this.bucket).upload(key, bytes, { contentType: 'application/gzip', upsert: true, cacheControl: '3600' }),
+    );
+  }
+
+  async download(key: string): Promise<Uint8Array> {
+    const blob = await this.call('download', () => this.client.from(this.bucket).download(key));
+    return new Uint8Array(await blob!.arrayBuffer());
+  }
+
+  async signedUrl(key: string, expiresInSeconds: number, fileName: string): Promise<string> {
+    const data = await this.call('signedUrl', () => this.client.from(this.bucket).createSignedUrl(key, expiresInSeconds, { download: fileName }));
+    return data!.signedUrl;
+  }
+
+  async remove(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.call('remove', () => this.client.from(this.bucket).remove([...keys]));
+  }
+
+  /** One Storage call: unwraps `{ data, error }`, translates the error, retries what is worth retrying. */
+  private async call<T>(
+    op: string,
+    fn: () => PromiseLike<{ data: T | null; error: unknown }>,
+    opts: { allowNotFound?: boolean; allowConflict?: boolean } = {},
+  ): Promise<T | null> {
+    return pRetry(
+      async () => {
+        const { data, error } = await fn();
+        if (!error) return data;
+        const e = translate(op, error);
+        if (opts.allowNotFound && e.status === 404) return null;
+        if (opts.allowConflict && e.status === 409) return null;
+        throw e;
+      },
+      {
+        retries: this.retry.retries,
+        minTimeout: this.retry.minTimeoutMs,
+        maxTimeout: this.retry.maxTimeoutMs,
+        randomize: true,
+        shouldRetry: ({ error }) => error instanceof AppError && error.code === ErrorCode.CloudUnavailable,
+        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+          if (retriesLeft > 0 && error instanceof AppError && error.code === ErrorCode.CloudUnavailable) {
+            this.log.warn('cloud call failed, retrying', { op, attempt: attemptNumber, retries_left: retriesLeft, error: error.message });
+          }
+        },
+      },
+    );
+  }
+}
+
+/**
+ * The Storage API answers most errors with HTTP 400 and the real status as a string in the body
+ * (`{"statusCode":"404","code":"NoSuchKey",…}`); 429 and 5xx keep their own HTTP status. storage-js surfaces
+ * the body as `StorageApiError { status: <HTTP>, statusCode: <body status or code>, code }`, and network
+ * failures as `StorageUnknownError`.
+ */
+export function translate(op: string, error: unknown): AppError {
+  if (!isStorageError(error)) return new AppError(ErrorCode.CloudUnavailable, 503, `[cloud] ${op}: ${String(error)}`, { cause: error });
+  if (!(error instanceof StorageApiError)) {
+    return new AppError(ErrorCode.CloudUnavailable, 503, `[cloud] ${op}: network error (${error.message})`, { cause: error });
+  }
+  const http = Number(error.status);
+  const real = /^\d{3}$/.test(String(error.statusCode)) ? Number(error.statusCode) : http;
+  const message = `[cloud] ${op}: ${error.message}${error.code ? ` (${error.code})` : ''}`;
+  const as = (code: ErrorCode, status: HttpStatus) => new AppError(code, status, message, { cause: error });
+  if (http === 429 || http >= 500 || real === 429 || real >= 500) return as(ErrorCode.CloudUnavailable, 503);
+  if (real === 404) return as(ErrorCode.CloudNotFound, 404);
+  if (real === 409) return as(ErrorCode.CloudConflict, 409);
+  if (real === 413) return as(ErrorCode.PayloadTooLarge, 413);
+  if (real === 401 || real === 403) return as(ErrorCode.CloudForbidden, 502);
+  return as(ErrorCode.CloudRejected, 502);
+}

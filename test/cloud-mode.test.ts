@@ -1,0 +1,220 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../functions/_shared/config.ts';
+import { buildGenerationsApp } from '../functions/_shared/wiring.ts';
+import { appContext, JWT_SECRET, memoryLogger, sampleFiles, tempDir, userToken, type AppContext } from './helpers/context.ts';
+import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+
+// Cloud mode against the Storage stand-in: saves answer at once and upload in the background, reads go
+// local -> cache -> cloud, failures are recorded and retried, and nothing is lost.
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const FAST_RETRY = { retries: 2, minTimeoutMs: 5, maxTimeoutMs: 20 };
+const alice = randomUUID();
+const bob = randomUUID();
+
+let standIn: StandIn;
+let ctx: AppContext;
+let A: string;
+let B: string;
+
+beforeAll(async () => {
+  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
+  ctx = await appContext(
+    { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey, CACHE_TTL_HOURS: '2', UPLOAD_CONCURRENCY: '2' },
+    undefined,
+    { cloudRetry: FAST_RETRY },
+  );
+  await ctx.cloud!.ensureBucket();
+  [A, B] = [await userToken(alice), await userToken(bob)];
+});
+afterAll(async () => {
+  await ctx.close();
+  await standIn.close();
+});
+beforeEach(() => standIn.faults.clear());
+
+const call = (path: string, token?: string, init: RequestInit = {}) =>
+  ctx.app.request(`http://storage.test/generations${path}`, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...init.headers } });
+async function save(token = A, project = randomUUID()) {
+  const res = await call('', token, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project_id: project, files: sampleFiles(6, randomUUID()) }) });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { generation_id: string; project_id: string; version: number; sha256: string; download_url: string; storage: Record<string, unknown> };
+}
+const row = (id: string) => ctx.db.asService((tx) => tx.query<{ upload_status: string; upload_attempts: number; upload_error: string | null }>('select upload_status, upload_attempts, upload_error from generations where id = $1::uuid', [id]));
+const cloudGets = () => standIn.requests.filter((r) => r.method === 'GET' && r.path.includes('/object/')).length;
+const dropLocalCopies = (g: { project_id: string; generation_id: string; version: number }) => {
+  for (const root of [ctx.config.storagePath, ctx.config.cachePath]) {
+    const dir = join(root, g.project_id, 'generations', `v${g.version}__${g.generation_id}`);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}.tar.gz`, { force: true });
+  }
+};
+
+describe('cloud enabled', () => {
+  it('answers the save at once, then uploads and verifies in the background', async () => {
+    const g = await save();
+    expect(g.storage).toEqual({ local_path: `${g.project_id}/generations/v1__${g.generation_id}`, cloud_enabled: true, uploaded: false, status: 'pending' });
+    await ctx.uploads!.idle();
+    expect(await row(g.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 1, upload_error: null }]);
+    const key = `${g.project_id}/generations/v1__${g.generation_id}.tar.gz`;
+    expect(sha256(readFileSync(standIn.objectPath('codebegen-projects', key)))).toBe(g.sha256);
+
+    const got = (await (await call(`/${g.generation_id}`, A)).json()) as typeof g;
+    expect(got.storage).toMatchObject({ cloud_enabled: true, uploaded: true, status: 'uploaded' });
+    expect(got.download_url.startsWith(`${standIn.url}/storage/v1/object/sign/codebegen-projects/${key}?token=`)).toBe(true);
+    const dl = await fetch(got.download_url);
+    expect(dl.status).toBe(200);
+    expect(sha256(new Uint8Array(await dl.arrayBuffer()))).toBe(g.sha256);
+    const lines = ctx.log.lines.filter((l) => l.generation_id === g.generation_id).map((l) => l.msg);
+    expect(lines).toEqual(expect.arrayContaining(['generation saved', 'upload verified']));
+    expect(JSON.stringify(ctx.log.lines)).not.toContain(standIn.serviceKey);
+  });
+
+  it('serves the owner from the cloud when local copy and cache are gone, once per cache lifetime; others get 404', async () => {
+    const g = await save();
+    await ctx.uploads!.idle();
+    dropLocalCopies(g);
+    const before = cloudGets();
+    const res = await call(`/${g.generation_id}/download`, A);
+    expect(res.status).toBe(200);
+    expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(g.sha256);
+    expect(cloudGets()).toBe(before + 1);
+    expect(existsSync(join(ctx.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`, 'manifest.json'))).toBe(true);
+    // cached now: no second cloud read
+    expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
+    expect(cloudGets()).toBe(before + 1);
+    expect((await call(`/${g.generation_id}/download`, B)).status).toBe(404);
+    expect((await call(`/${g.generation_id}`, B)).status).toBe(404);
+    // past CACHE_TTL_HOURS the cache is stale and the cloud is read again
+    ctx.clock.now += 2 * 3600_000 + 1000;
+    try {
+      expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
+      expect(cloudGets()).toBe(before + 2);
+    } finally {
+      ctx.clock.now -= 2 * 3600_000 + 1000;
+    }
+  });
+
+  it('downloads an uncached generation once for 100 concurrent reads', async () => {
+    const g = await save();
+    await ctx.uploads!.idle();
+    dropLocalCopies(g);
+    const before = cloudGets();
+    const results = await Promise.all(Array.from({ length: 100 }, () => call(`/${g.generation_id}/download`, A)));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(cloudGets()).toBe(before + 1);
+  });
+
+  it('refuses, and does not cache, a cloud copy whose sha256 is wrong', async () => {
+    const g = await save();
+    await ctx.uploads!.idle();
+    dropLocalCopies(g);
+    writeFileSync(standIn.objectPath('codebegen-projects', `${g.project_id}/generations/v1__${g.generation_id}.tar.gz`), 'corrupted');
+    const res = await call(`/${g.generation_id}/download`, A);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('cloud_corrupt');
+    expect(existsSync(join(ctx.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`))).toBe(false);
+  });
+
+  it('never fails a save when the cloud fails: the row records it, a later retry uploads it', async () => {
+    standIn.faults.failNext(1000, 503);
+    const g = await save();
+    await ctx.uploads!.idle();
+    const [failed] = await row(g.generation_id);
+    expect(failed).toMatchObject({ upload_status: 'failed', upload_attempts: 1 });
+    expect(failed!.upload_error).toMatch(/cloud/);
+    // meanwhile the owner still reads it from the local copy, with our own signed URL
+    const got = (await (await call(`/${g.generation_id}`, A)).json()) as typeof g;
+    expect(got.download_url).toMatch(/^http:\/\/storage\.test\//);
+    expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
+
+    standIn.faults.clear();
+    expect(await ctx.uploads!.resume()).toBeGreaterThanOrEqual(1);
+    await ctx.uploads!.idle();
+    expect(await row(g.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 2, upload_error: null }]);
+  });
+
+  it('retries transient failures within one upload (503, dropped connection) and succeeds', async () => {
+    standIn.faults.failNext(1, 503);
+    standIn.faults.dropNext(1);
+    const g = await save();
+    await ctx.uploads!.idle();
+    expect(await row(g.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 1, upload_error: null }]);
+  });
+
+  it('deletes the cloud object, cache and local copy; a cloud failure keeps the row and says so', async () => {
+    const g = await save();
+    await ctx.uploads!.idle();
+    const key = `${g.project_id}/generations/v1__${g.generation_id}.tar.gz`;
+    standIn.faults.failNext(1000, 503);
+    const refused = await call(`/${g.generation_id}`, A, { method: 'DELETE' });
+    expect(refused.status).toBe(503);
+    expect((await row(g.generation_id))).toHaveLength(1);
+    standIn.faults.clear();
+    expect((await call(`/${g.generation_id}`, A, { method: 'DELETE' })).status).toBe(204);
+    expect(existsSync(standIn.objectPath('codebegen-projects', key))).toBe(false);
+    expect(await row(g.generation_id)).toEqual([]);
+    expect((await call(`/${g.generation_id}`, A, { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it('issues cloud download URLs that expire', async () => {
+    const short = await appContext(
+      { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey, DOWNLOAD_URL_TTL_SECONDS: '1' },
+      undefined,
+      { cloudRetry: FAST_RETRY },
+    );
+    try {
+      const res = await short.app.request('http://storage.test/generations', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(2) }),
+      });
+      const g = (await res.json()) as { generation_id: string };
+      await short.uploads!.idle();
+      const got = (await (await short.app.request(`http://storage.test/generations/${g.generation_id}`, { headers: { authorization: `Bearer ${A}` } })).json()) as { download_url: string; expires_in: number };
+      expect(got.expires_in).toBe(1);
+      expect((await fetch(got.download_url)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 2100));
+      const expired = await fetch(got.download_url);
+      expect(expired.status).toBe(400);
+      expect(await expired.json()).toMatchObject({ statusCode: '400', error: 'InvalidJWT' });
+    } finally {
+      await short.close();
+    }
+  });
+});
+
+describe('restarts and switching cloud on later', () => {
+  it('uploads, after a restart, what was pending or failed, and what was saved while cloud was off', async () => {
+    const dir = tempDir();
+    const env = { STORAGE_PATH: join(dir.path, 'projects'), CACHE_PATH: join(dir.path, 'cache') };
+    const off = await appContext(env);
+    const ids: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await off.app.request('http://storage.test/generations', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(3, `${i}`) }),
+        });
+        expect(res.status).toBe(201);
+        ids.push(((await res.json()) as { generation_id: string }).generation_id);
+      }
+      // "restart" with cloud on: same database, same disk
+      const config = loadConfig({ ...env, SUPABASE_JWT_SECRET: JWT_SECRET, USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey });
+      const on = buildGenerationsApp(config, off.db, memoryLogger(), { cloudRetry: FAST_RETRY });
+      expect(await on.uploads!.resume()).toBe(3);
+      await on.uploads!.idle();
+      for (const id of ids) {
+        const [r] = await off.db.asService((tx) => tx.query<{ upload_status: string }>('select upload_status from generations where id = $1::uuid', [id]));
+        expect(r!.upload_status).toBe('uploaded');
+      }
+    } finally {
+      await off.close();
+      dir.remove();
+    }
+  });
+});
