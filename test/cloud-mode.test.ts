@@ -218,3 +218,12 @@ describe('restarts and switching cloud on later', () => {
     }
   });
 });
+
+describe('health in cloud mode', () => {
+  it('reports the bucket reachable, and stays ok (saves still work) when it is not', async () => {
+    const health = async () => (await call('/health')).json() as Promise<{ status: string; cloud: { enabled: boolean; ok: boolean } }>;
+    expect(await health()).toMatchObject({ status: 'ok', cloud: { enabled: true, ok: true } });
+    standIn.faults.failNext(1, 503);
+    expect(await health()).toMatchObject({ status: 'ok', cloud: { enabled: true, ok: false } });
+  });
+});

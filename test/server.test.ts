@@ -1,67 +1,29 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unpackTree } from '../functions/_shared/archive/tar-gz.ts';
 import { freePort, sampleFiles, tempDir } from './helpers/context.ts';
+import { ServerProcess } from './helpers/server-process.ts';
 
 // The real start command on loopback: `scripts/serve.ts` in its own process, on the embedded default
 // (PGlite on disk, local secret file), with tokens minted by the real `scripts/token.ts`.
 
-const run = promisify(execFile);
 const dir = tempDir();
-let env: NodeJS.ProcessEnv;
-let base: string;
-let server: ChildProcess;
-let output = '';
-
-function start(): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/serve.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  return child;
-}
-
-async function ready() {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`server did not start:\n${output}`);
-}
-
-const exited = (child: ChildProcess) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
-
-async function token(...args: string[]) {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/token.ts', ...args], { env });
-  return stdout.trim();
-}
+let server: ServerProcess;
 
 beforeAll(async () => {
-  const port = await freePort();
-  env = {
+  server = await new ServerProcess({
     PATH: process.env.PATH,
-    PORT: String(port),
+    PORT: String(await freePort()),
     STORAGE_PATH: join(dir.path, 'projects'),
     PGLITE_DATA_DIR: join(dir.path, 'db'),
     CACHE_PATH: join(dir.path, 'cache'),
     LOG_LEVEL: 'info',
-  };
-  base = `http://127.0.0.1:${port}/functions/v1/generations`;
-  server = start();
-  await ready();
+  }).start();
 }, 90_000);
 
 afterAll(async () => {
-  if (server.exitCode === null) {
-    server.kill('SIGKILL');
-    await exited(server);
-  }
+  await server.kill();
   dir.remove();
 });
 
@@ -73,18 +35,19 @@ describe('the Node server over real HTTP', () => {
   let saved: { generation_id: string; sha256: string; download_url: string };
 
   it('mints tokens with the token command, and refuses bad arguments', async () => {
-    expect(await token('--user', alice)).toMatch(/^eyJ/);
-    await expect(token('--user', 'not-a-uuid')).rejects.toMatchObject({ code: 2 });
-    await expect(token()).rejects.toMatchObject({ code: 2 });
+    expect(await server.token('--user', alice)).toMatch(/^eyJ/);
+    await expect(server.token('--user', 'not-a-uuid')).rejects.toMatchObject({ code: 2 });
+    await expect(server.token()).rejects.toMatchObject({ code: 2 });
   });
 
   it('saves, lists, gets, downloads identical bytes and keeps users apart', async () => {
-    const A = { authorization: `Bearer ${await token('--user', alice)}` };
-    const B = { authorization: `Bearer ${await token('--user', bob)}` };
+    const base = server.base;
+    const A = { authorization: `Bearer ${await server.token('--user', alice)}` };
+    const B = { authorization: `Bearer ${await server.token('--user', bob)}` };
     const res = await fetch(base, { method: 'POST', headers: { ...A, 'content-type': 'application/json' }, body: JSON.stringify({ project_id: project, files }) });
     expect(res.status).toBe(201);
     saved = (await res.json()) as typeof saved;
-    expect(saved.download_url.startsWith(`http://localhost:${env.PORT}/functions/v1/generations/${saved.generation_id}/download?token=`)).toBe(true);
+    expect(saved.download_url.startsWith(`http://localhost:${server.env.PORT}/functions/v1/generations/${saved.generation_id}/download?token=`)).toBe(true);
 
     const list = (await (await fetch(`${base}?project_id=${project}`, { headers: A })).json()) as { items: unknown[] };
     expect(list.items).toHaveLength(1);
@@ -98,11 +61,11 @@ describe('the Node server over real HTTP', () => {
     const root = `v1__${saved.generation_id}`;
     const got = Object.fromEntries(tree.files.filter((f) => f.path.startsWith(`${root}/source/`)).map((f) => [f.path.slice(root.length + 8), new TextDecoder().decode(f.data)]));
     expect(got).toEqual(files);
-    expect(output).toContain('"msg":"generation saved"');
+    expect(server.output).toContain('"msg":"generation saved"');
   });
 
   it('finishes an in-flight request on SIGTERM, exits 0, and keeps everything for the next start', async () => {
-    const A = { authorization: `Bearer ${await token('--user', alice)}`, 'content-type': 'application/json' };
+    const A = { authorization: `Bearer ${await server.token('--user', alice)}`, 'content-type': 'application/json' };
     const json = JSON.stringify({ project_id: project, files: sampleFiles(4, 'during shutdown') });
     const half = Math.floor(json.length / 2);
     let push!: (s: string | null) => void;
@@ -111,21 +74,20 @@ describe('the Node server over real HTTP', () => {
         push = (s) => (s === null ? controller.close() : controller.enqueue(new TextEncoder().encode(s)));
       },
     });
-    const pending = fetch(base, { method: 'POST', headers: A, body, duplex: 'half' } as RequestInit);
+    const pending = fetch(server.base, { method: 'POST', headers: A, body, duplex: 'half' } as RequestInit);
     push(json.slice(0, half));
     await new Promise((r) => setTimeout(r, 300));
-    server.kill('SIGTERM');
+    server.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
     push(json.slice(half));
     push(null);
     const res = await pending;
     expect(res.status).toBe(201);
-    expect(await exited(server)).toBe(0);
-    expect(output).toContain('"msg":"server stopped"');
+    expect(await server.exited()).toBe(0);
+    expect(server.output).toContain('"msg":"server stopped"');
 
-    server = start();
-    await ready();
-    const list = (await (await fetch(`${base}?project_id=${project}`, { headers: A })).json()) as { items: { version: number }[] };
+    await server.start();
+    const list = (await (await fetch(`${server.base}?project_id=${project}`, { headers: A })).json()) as { items: { version: number }[] };
     expect(list.items.map((i) => i.version)).toEqual([2, 1]);
     // the download URL issued before the restart still works: same secret file, same data
     expect((await fetch(saved.download_url.replace('localhost', '127.0.0.1'))).status).toBe(200);

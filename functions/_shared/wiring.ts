@@ -55,11 +55,13 @@ export function buildGenerationsApp(config: Config, db: Database, log: Logger, o
       (err) => (log.warn('health: database unreachable', { error: err }), false),
     );
     const storageOk = await local.writable();
+    // The cloud being down degrades nothing that matters now: saves stay local and uploads are retried.
+    const cloudOk = cloud ? await cloud.ping().catch(() => false) : null;
     return {
       status: dbOk && storageOk ? 'ok' : 'degraded',
       db: { ok: dbOk },
       storage: { ok: storageOk },
-      cloud: { enabled: config.useCloudStorage, ok: null },
+      cloud: { enabled: config.useCloudStorage, ok: cloudOk },
     };
   };
   const app = createGenerationsApp({

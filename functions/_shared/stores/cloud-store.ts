@@ -15,6 +15,8 @@ export interface CloudStore {
   signedUrl(key: string, expiresInSeconds: number, fileName: string): Promise<string>;
   /** Removes objects; a key that is already gone is not an error. */
   remove(keys: readonly string[]): Promise<void>;
+  /** Whether the bucket answers right now (one try, no retries): for health checks. */
+  ping(): Promise<boolean>;
 }
 
 export interface RetryPolicy {
@@ -79,6 +81,11 @@ export class SupabaseCloudStore implements CloudStore {
   async remove(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
     await this.call('remove', () => this.client.from(this.bucket).remove([...keys]));
+  }
+
+  async ping(): Promise<boolean> {
+    const { data, error } = await this.client.getBucket(this.bucket);
+    return !error && Boolean(data);
   }
 
   /** One Storage call: unwraps `{ data, error }`, translates the error, retries what is worth retrying. */
