@@ -132,9 +132,16 @@ describe('cloud enabled', () => {
     expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
 
     standIn.faults.clear();
+    // a failed generation whose local copy is gone cannot be uploaded from here: not queued
+    standIn.faults.failNext(1000, 503);
+    const lost = await save();
+    await ctx.uploads!.idle();
+    dropLocalCopies(lost);
+    standIn.faults.clear();
     expect(await ctx.uploads!.resume()).toBeGreaterThanOrEqual(1);
     await ctx.uploads!.idle();
     expect(await row(g.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 2, upload_error: null }]);
+    expect(await row(lost.generation_id)).toMatchObject([{ upload_status: 'failed', upload_attempts: 1 }]);
   });
 
   it('retries transient failures within one upload (503, dropped connection) and succeeds', async () => {

@@ -55,6 +55,12 @@ export class LocalGenerationStorage implements GenerationStorage {
     return packed.bytes;
   }
 
+  /** Whether this server still holds the generation (archive or folder), so it can be uploaded. */
+  async hasLocalCopy(record: GenerationRecord): Promise<boolean> {
+    const ref = refOf(record);
+    return (await this.local.readArchive(ref)) !== undefined || (await this.local.locate(ref)) !== undefined;
+  }
+
   async cloudUrl(): Promise<undefined> {
     return undefined;
   }

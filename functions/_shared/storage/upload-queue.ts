@@ -46,12 +46,20 @@ export class UploadQueue {
     this.pump();
   }
 
-  /** Queues every generation not yet in the bucket; returns how many it found. */
+  /**
+   * Queues every generation not yet in the bucket whose local copy this server still holds; returns how many.
+   * The others cannot be uploaded from here (maintenance reports them).
+   */
   async resume(limit = 1000): Promise<number> {
     const rows = await this.db.asService((tx) => repo.listNotUploaded(tx, limit));
-    for (const r of rows) this.enqueue(r.id);
-    if (rows.length) this.log.info('uploads resumed', { count: rows.length });
-    return rows.length;
+    let queued = 0;
+    for (const r of rows) {
+      if (!(await this.local.hasLocalCopy(r))) continue;
+      this.enqueue(r.id);
+      queued++;
+    }
+    if (queued) this.log.info('uploads resumed', { count: queued, without_local_copy: rows.length - queued });
+    return queued;
   }
 
   /** Resolves when nothing is waiting or running. */
