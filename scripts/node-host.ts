@@ -11,7 +11,7 @@ import { openPGlite } from '../functions/_shared/db/pglite-driver.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { createLogger, type Logger } from '../functions/_shared/log.ts';
 import { AppError } from '../functions/_shared/errors.ts';
-import { buildGenerationsApp, type WiringOptions } from '../functions/_shared/wiring.ts';
+import { buildApps, type WiringOptions } from '../functions/_shared/wiring.ts';
 import { resolveJwtSecret } from './local-secret.ts';
 
 const repoPath = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
@@ -47,7 +47,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const log = opts.log ?? createLogger(config.logLevel);
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);
-  const { app: generations, local, cloud, uploads } = buildGenerationsApp(config, db, log, { jwtSecret: secret, ...opts.wiring });
+  const { app: generations, maintenanceApp, maintain, local, cloud, uploads } = buildApps(config, db, log, { jwtSecret: secret, ...opts.wiring });
   const swept = await local.sweepScratch();
   if (swept) log.warn('removed scratch folders left by an earlier crash', { count: swept });
   let retryTimer: ReturnType<typeof setInterval> | undefined;
@@ -68,6 +68,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   }
   const root = new Hono();
   root.route('/functions/v1', generations);
+  root.route('/functions/v1', maintenanceApp);
   root.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
 
   const host = config.host;
@@ -78,6 +79,14 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info('server started', { url: `http://${host}:${port}/functions/v1/generations`, database: config.databaseUrl ? 'postgres' : 'pglite', jwt_secret: source, cloud: config.useCloudStorage });
 
+  // On Supabase pg_cron drives maintenance; here, a timer does when AUTO_CLEANUP_ENABLED=true.
+  let cleanupTimer: ReturnType<typeof setInterval> | undefined;
+  if (config.autoCleanupEnabled) {
+    cleanupTimer = setInterval(() => void maintain().catch((err) => log.error('maintenance failed', { error: err })), config.cleanupIntervalHours * 3600_000);
+    cleanupTimer.unref();
+    log.info('maintenance scheduled', { every_hours: config.cleanupIntervalHours, max_cache_age_hours: config.maxCacheAgeHours });
+  }
+
   let closing: Promise<void> | undefined;
   return {
     url: `http://${host}:${port}`,
@@ -85,6 +94,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
     close: () =>
       (closing ??= (async () => {
         clearInterval(retryTimer);
+        clearInterval(cleanupTimer);
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await uploads?.stop(); // uploads under way finish; the rest stay pending for the next start
         await db.close();

@@ -17,7 +17,10 @@ case "$cmd" in
     mkdir -p "$data"
     [ "$(id -u)" = 0 ] && chown postgres: "$data"
     as_postgres "$PGBIN/initdb -D '$data' -A trust -U postgres --no-sync -E UTF8" >&2
-    as_postgres "$PGBIN/pg_ctl -D '$data' -l '$data/server.log' -w -o \"-p $port -k '$data' -c listen_addresses=127.0.0.1 -c fsync=off\" start" >&2
+    opts="-p $port -k '$data' -c listen_addresses=127.0.0.1 -c fsync=off"
+    # pg_cron, when installed, must be preloaded; its jobs live in the `postgres` database.
+    [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] && opts="$opts -c shared_preload_libraries=pg_cron -c cron.database_name=postgres"
+    as_postgres "$PGBIN/pg_ctl -D '$data' -l '$data/server.log' -w -o \"$opts\" start" >&2
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
   stop)

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../functions/_shared/config.ts';
-import { buildGenerationsApp } from '../functions/_shared/wiring.ts';
+import { buildApps } from '../functions/_shared/wiring.ts';
 import { appContext, JWT_SECRET, memoryLogger, sampleFiles, tempDir, userToken, type AppContext } from './helpers/context.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
@@ -89,12 +89,12 @@ describe('cloud enabled', () => {
     expect((await call(`/${g.generation_id}/download`, B)).status).toBe(404);
     expect((await call(`/${g.generation_id}`, B)).status).toBe(404);
     // past CACHE_TTL_HOURS the cache is stale and the cloud is read again
-    ctx.clock.now += 2 * 3600_000 + 1000;
+    ctx.clock.offset += 2 * 3600_000 + 1000;
     try {
       expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
       expect(cloudGets()).toBe(before + 2);
     } finally {
-      ctx.clock.now -= 2 * 3600_000 + 1000;
+      ctx.clock.offset -= 2 * 3600_000 + 1000;
     }
   });
 
@@ -212,7 +212,7 @@ describe('restarts and switching cloud on later', () => {
       }
       // "restart" with cloud on: same database, same disk
       const config = loadConfig({ ...env, SUPABASE_JWT_SECRET: JWT_SECRET, USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey });
-      const on = buildGenerationsApp(config, off.db, memoryLogger(), { cloudRetry: FAST_RETRY });
+      const on = buildApps(config, off.db, memoryLogger(), { cloudRetry: FAST_RETRY });
       expect(await on.uploads!.resume()).toBe(3);
       await on.uploads!.idle();
       for (const id of ids) {

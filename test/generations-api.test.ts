@@ -248,13 +248,13 @@ describe('GET /generations/:id, download and DELETE', () => {
     expect(ctx.log.lines.some((l) => l.msg === 'request' && l.path === `/generations/${gen.generation_id}/download` && l.status === 200)).toBe(true);
     expect(JSON.stringify(ctx.log.lines)).not.toContain(token.split('.')[2]);
 
-    ctx.clock.now += 3601 * 1000;
+    ctx.clock.offset += 3601 * 1000;
     try {
       const res = await req(url);
       expect(res.status).toBe(401);
       expect((await errorOf(res)).code).toBe('download_token_expired');
     } finally {
-      ctx.clock.now -= 3601 * 1000;
+      ctx.clock.offset -= 3601 * 1000;
     }
   });
 

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,10 +47,11 @@ describe('readMigrations', () => {
     return d;
   };
 
-  it('reads the real migrations', () => {
-    expect(real.map((m) => m.version)).toEqual(['20261128000100']);
+  it('reads the real migrations: every .sql file, in version order, byte for byte', () => {
+    const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).sort();
+    expect(real.map((m) => `${m.version}_${m.name}.sql`)).toEqual(files);
     expect(real[0]!.name).toBe('projects_and_generations');
-    expect(real[0]!.sql).toBe(readFileSync(join(MIGRATIONS_DIR, '20261128000100_projects_and_generations.sql'), 'utf8'));
+    for (const m of real) expect(m.sql).toBe(readFileSync(join(MIGRATIONS_DIR, `${m.version}_${m.name}.sql`), 'utf8'));
   });
 
   it('reads <14 digits>_<snake_name>.sql in version order and ignores files that are not .sql', async () => {
@@ -256,9 +257,10 @@ describe('bootstrap', () => {
     expect(await missing('auth.uid()')).toBe(true);
   });
 
-  it('is skipped where auth.uid() already exists (Supabase)', async () => {
+  it('is skipped on Supabase (auth.users exists), even where auth.uid() is its own', async () => {
     await bare.asOwner((tx) =>
       tx.exec(`create schema auth;
+        create table auth.users (id uuid primary key);
         create function auth.uid() returns uuid language sql stable as $$ select '11111111-1111-4111-8111-111111111111'::uuid $$;`),
     );
     const applied = await migrate(bare, [mig('20000101000002', 'on_supabase', 'create table public.on_supabase (id int);')], BOOTSTRAP);

@@ -3,6 +3,8 @@ import { createAuthenticator } from './auth/verify-jwt.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { createGenerationsApp, type HealthReport } from './http/generations-app.ts';
+import { createMaintenanceApp } from './http/maintenance-app.ts';
+import { runMaintenance } from './storage/maintenance.ts';
 import type { Logger } from './log.ts';
 import { GenerationService } from './storage/generation-service.ts';
 import { LocalStore } from './stores/local-store.ts';
@@ -12,8 +14,9 @@ import { UploadQueue } from './storage/upload-queue.ts';
 import { SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
 
 /**
- * The composition root shared by every host (Node server, edge entry, tests): the one place that picks the
- * implementations behind the generations app. Hosts bring what differs per runtime: the database and the secret.
+ * The composition root shared by every host (Node server, edge entries, tests): the one place that picks the
+ * implementations behind the `generations` and `storage-maintenance` apps. Hosts bring what differs per runtime:
+ * the database, the secret, and how background work is kept alive.
  */
 export interface WiringOptions {
   jwtSecret?: string;
@@ -24,10 +27,11 @@ export interface WiringOptions {
   cloudRetry?: RetryPolicy;
 }
 
-export function buildGenerationsApp(config: Config, db: Database, log: Logger, opts: WiringOptions = {}) {
+export function buildApps(config: Config, db: Database, log: Logger, opts: WiringOptions = {}) {
   const jwtSecret = config.auth.jwtSecret ?? opts.jwtSecret;
   const local = new LocalStore(config.storagePath);
   const localStorage = new LocalGenerationStorage(local, log);
+  const cache = new LocalStore(config.cachePath);
   let storage: GenerationStorage = localStorage;
   let cloud: CloudStore | undefined;
   let uploads: UploadQueue | undefined;
@@ -35,7 +39,7 @@ export function buildGenerationsApp(config: Config, db: Database, log: Logger, o
     const { url, serviceKey, bucket } = config.supabase;
     cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: config.limits.maxGenerationBytes }, log, opts.cloudRetry);
     uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, keepAlive: opts.keepAlive });
-    storage = new HybridGenerationStorage(localStorage, new LocalStore(config.cachePath), cloud, uploads, log, {
+    storage = new HybridGenerationStorage(localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,
       unpackLimits: { maxEntries: config.limits.maxFiles * 2 + 16, maxFileBytes: config.limits.maxFileBytes + config.limits.maxMetadataBytes + 1024 * 1024, maxTotalBytes: config.limits.maxGenerationBytes * 2 },
       now: opts.now,
@@ -64,9 +68,21 @@ export function buildGenerationsApp(config: Config, db: Database, log: Logger, o
       cloud: { enabled: config.useCloudStorage, ok: cloudOk },
     };
   };
+  const authenticate = createAuthenticator({ jwtSecret, jwksUrl: config.auth.jwksUrl, serviceKey: config.supabase.serviceKey });
+  const maintain = () =>
+    runMaintenance({
+      db,
+      cache,
+      local: localStorage,
+      cloud: cloud && uploads && { store: cloud, uploads, concurrency: config.uploads.concurrency },
+      maxCacheAgeHours: config.maxCacheAgeHours,
+      log,
+      now: opts.now,
+    });
+  const maintenanceApp = createMaintenanceApp({ authenticate, run: maintain, log });
   const app = createGenerationsApp({
     service,
-    authenticate: createAuthenticator({ jwtSecret, jwksUrl: config.auth.jwksUrl, serviceKey: config.supabase.serviceKey }),
+    authenticate,
     downloads: createDownloadSigner(downloadKey({ downloadTokenSecret: config.auth.downloadTokenSecret, jwtSecret }), config.downloadUrlTtlSeconds, opts.now),
     health,
     publicUrl: config.publicUrl,
@@ -75,5 +91,5 @@ export function buildGenerationsApp(config: Config, db: Database, log: Logger, o
     corsAllowedOrigins: config.corsAllowedOrigins,
     log,
   });
-  return { app, service, local, cloud, uploads };
+  return { app, maintenanceApp, maintain, service, local, cloud, uploads };
 }

@@ -1,6 +1,8 @@
 -- What a Supabase database already has and plain Postgres (PGlite, CI's PostgreSQL) does not:
--- the API roles and auth.uid() / auth.role() / auth.jwt(), defined as Supabase defines them.
--- The migration runner applies this only where auth.uid() is missing, so never on Supabase.
+-- the API roles, auth.uid() / auth.role() / auth.jwt() as Supabase defines them, and a minimal `storage`
+-- schema (buckets, objects, foldername()) so the bucket and its policies can be migrated and tested.
+-- The migration runner applies it before migrations wherever auth.users is missing — never on Supabase —
+-- and every statement is idempotent, so it runs again safely at each start.
 
 do $$
 begin
@@ -48,4 +50,46 @@ as $$
     nullif(current_setting('request.jwt.claim', true), ''),
     nullif(current_setting('request.jwt.claims', true), '')
   )::jsonb
+$$;
+
+-- A minimal stand-in for the schema Supabase's Storage service owns: just what our migrations and tests touch.
+create schema if not exists storage;
+grant usage on schema storage to anon, authenticated, service_role;
+
+create table if not exists storage.buckets (
+  id text primary key,
+  name text not null unique,
+  owner uuid,
+  public boolean not null default false,
+  file_size_limit bigint,
+  allowed_mime_types text[],
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+create table if not exists storage.objects (
+  id uuid primary key default gen_random_uuid(),
+  bucket_id text references storage.buckets (id),
+  name text,
+  owner uuid,
+  metadata jsonb,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint objects_bucket_id_name_key unique (bucket_id, name)
+);
+alter table storage.objects enable row level security;
+alter table storage.buckets enable row level security;
+grant all on storage.buckets, storage.objects to service_role;
+grant select, insert, update, delete on storage.objects to authenticated;
+grant select on storage.buckets to authenticated;
+
+create or replace function storage.foldername(name text) returns text[]
+language plpgsql immutable
+as $$
+declare
+  _parts text[];
+begin
+  select string_to_array(name, '/') into _parts;
+  return _parts[1:array_length(_parts, 1) - 1];
+end
 $$;

@@ -9,7 +9,7 @@ import { migrate } from '../../functions/_shared/db/migrate.ts';
 import { readMigrations } from '../../functions/_shared/db/migration-files.ts';
 import { openPGlite } from '../../functions/_shared/db/pglite-driver.ts';
 import { createLogger, type Logger } from '../../functions/_shared/log.ts';
-import { buildGenerationsApp, type WiringOptions } from '../../functions/_shared/wiring.ts';
+import { buildApps, type WiringOptions } from '../../functions/_shared/wiring.ts';
 
 export const JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
 export const SERVICE_KEY = 'sb_secret_test_service_key_for_local_tests';
@@ -56,13 +56,15 @@ export interface AppContext {
   db: Database;
   storage: string;
   log: ReturnType<typeof memoryLogger>;
-  app: ReturnType<typeof buildGenerationsApp>['app'];
-  service: ReturnType<typeof buildGenerationsApp>['service'];
-  local: ReturnType<typeof buildGenerationsApp>['local'];
-  uploads: ReturnType<typeof buildGenerationsApp>['uploads'];
-  cloud: ReturnType<typeof buildGenerationsApp>['cloud'];
-  /** Moves the clock the app sees (download-token expiry). */
-  clock: { now: number };
+  app: ReturnType<typeof buildApps>['app'];
+  service: ReturnType<typeof buildApps>['service'];
+  local: ReturnType<typeof buildApps>['local'];
+  uploads: ReturnType<typeof buildApps>['uploads'];
+  maintenanceApp: ReturnType<typeof buildApps>['maintenanceApp'];
+  maintain: ReturnType<typeof buildApps>['maintain'];
+  cloud: ReturnType<typeof buildApps>['cloud'];
+  /** Shifts the clock the app sees (token expiry, cache age) by `offset` ms from real time. */
+  clock: { offset: number };
   close(): Promise<void>;
 }
 
@@ -79,8 +81,8 @@ export async function appContext(env: Env = {}, database?: Database, wiring: Wir
   });
   const db = database ?? (await migratedPGlite());
   const log = memoryLogger();
-  const clock = { now: Date.now() };
-  const built = buildGenerationsApp(config, db, log, { now: () => clock.now, ...wiring });
+  const clock = { offset: 0 };
+  const built = buildApps(config, db, log, { now: () => Date.now() + clock.offset, ...wiring });
   return {
     config,
     db,

@@ -1,7 +1,7 @@
 import type { Manifest } from '../archive/manifest.ts';
 import type { Tx } from './database.ts';
 
-export type UploadStatus = 'local' | 'pending' | 'uploaded' | 'failed';
+export type UploadStatus = 'local' | 'pending' | 'uploaded' | 'failed' | 'lost';
 
 /** A row of public.generations, as the service uses it. */
 export interface GenerationRecord {
@@ -166,4 +166,15 @@ export async function listNotUploaded(tx: Tx, limit: number): Promise<Generation
     [limit],
   );
   return rows.map(toRecord);
+}
+
+/** Marks an upload that can never succeed (no cloud copy, no local copy): it stops being retried. */
+export async function markLost(tx: Tx, id: string, why: string): Promise<void> {
+  await tx.query(`update public.generations set upload_status = 'lost', upload_error = left($2, 1000) where id = $1::uuid and upload_status <> 'uploaded'`, [id, why]);
+}
+
+/** Storage keys of every generation the database says is in the bucket. */
+export async function uploadedKeys(tx: Tx): Promise<{ id: string; storageKey: string }[]> {
+  const rows = await tx.query<{ id: string; storage_key: string }>(`select id::text, storage_key from public.generations where upload_status = 'uploaded'`);
+  return rows.map((r) => ({ id: r.id, storageKey: r.storage_key }));
 }

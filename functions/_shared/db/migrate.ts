@@ -15,7 +15,7 @@ const MIGRATION_LOCK = 7_414_212_310;
  * `supabase_migrations.schema_migrations`, so `supabase db push` and this runner agree on what is applied.
  * Each migration runs in its own transaction under a transaction-level advisory lock (works through poolers);
  * concurrent runners wait, then see the migration recorded and skip it.
- * `bootstrap` runs first where Supabase's roles and `auth.uid()` are missing (plain Postgres, PGlite).
+ * `bootstrap` runs first wherever the database is not Supabase's (no `auth.users`): plain Postgres and PGlite.
  * Returns the versions it applied.
  */
 export async function migrate(db: Database, migrations: readonly Migration[], bootstrap?: string): Promise<string[]> {
@@ -25,8 +25,9 @@ export async function migrate(db: Database, migrations: readonly Migration[], bo
   }
   await db.asOwner(async (tx) => {
     await tx.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-    const [{ missing } = { missing: false }] = await tx.query<{ missing: boolean }>(`select to_regprocedure('auth.uid()') is null as missing`);
-    if (missing && bootstrap) await tx.exec(bootstrap);
+    // Supabase has auth.users (its auth service's table); plain Postgres gets the idempotent bootstrap every time.
+    const [{ supabase } = { supabase: false }] = await tx.query<{ supabase: boolean }>(`select to_regclass('auth.users') is not null as supabase`);
+    if (!supabase && bootstrap) await tx.exec(bootstrap);
     await tx.exec(`create schema if not exists supabase_migrations;
       create table if not exists supabase_migrations.schema_migrations (version text not null primary key, statements text[], name text);`);
   });

@@ -22,7 +22,7 @@ export const listQuery = z.strictObject({
   cursor: z.string().max(64).optional(),
 });
 
-export const uploadStatus = z.enum(['local', 'pending', 'uploaded', 'failed']);
+export const uploadStatus = z.enum(['local', 'pending', 'uploaded', 'failed', 'lost']);
 
 export const generationBody = z
   .object({

@@ -17,6 +17,8 @@ export interface CloudStore {
   remove(keys: readonly string[]): Promise<void>;
   /** Whether the bucket answers right now (one try, no retries): for health checks. */
   ping(): Promise<boolean>;
+  /** Every archive key in the bucket (`{project}/generations/*`), paging through the Storage API. For maintenance. */
+  listKeys(): Promise<string[]>;
 }
 
 export interface RetryPolicy {
@@ -86,6 +88,24 @@ export class SupabaseCloudStore implements CloudStore {
   async ping(): Promise<boolean> {
     const { data, error } = await this.client.getBucket(this.bucket);
     return !error && Boolean(data);
+  }
+
+  async listKeys(): Promise<string[]> {
+    const page = 1000;
+    const names = async (prefix: string) => {
+      const out: { name: string; id: string | null }[] = [];
+      for (let offset = 0; ; offset += page) {
+        const data = await this.call('list', () => this.client.from(this.bucket).list(prefix, { limit: page, offset, sortBy: { column: 'name', order: 'asc' } }));
+        out.push(...(data ?? []));
+        if (!data || data.length < page) return out;
+      }
+    };
+    const keys: string[] = [];
+    for (const project of await names('')) {
+      if (project.id !== null) continue; // a stray file at the top level is not a project folder
+      for (const o of await names(`${project.name}/generations`)) if (o.id !== null) keys.push(`${project.name}/generations/${o.name}`);
+    }
+    return keys;
   }
 
   /** One Storage call: unwraps `{ data, error }`, translates the error, retries what is worth retrying. */

@@ -183,6 +183,31 @@ export class LocalStore {
   }
 
   /**
+   * Removes every generation (folder and archive) written before `cutoff`: the cache's expiry. Returns counts.
+   * Walks `{root}/{project}/generations/` only; anything else under the root is left alone.
+   */
+  async removeOlderThan(cutoff: Date): Promise<{ removed: number; kept: number }> {
+    let removed = 0;
+    let kept = 0;
+    const list = (dir: string) => readdir(dir, { withFileTypes: true }).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
+    for (const project of await list(this.root)) {
+      if (!project.isDirectory() || !UUID.test(project.name)) continue;
+      const generations = join(this.root, project.name, 'generations');
+      for (const entry of await list(generations)) {
+        const m = /^v(\d+)__([0-9a-f-]{36})$/.exec(entry.name);
+        if (!entry.isDirectory() || !m) continue;
+        const ref = { projectId: project.name, generationId: m[2]!, version: Number(m[1]) };
+        const at = await this.writtenAt(ref);
+        if (at && at < cutoff) {
+          await this.remove(ref);
+          removed++;
+        } else kept++;
+      }
+    }
+    return { removed, kept };
+  }
+
+  /**
    * Removes scratch folders a crashed process left behind. Only old ones: another process sharing the folder
    * may be writing into a young one right now. Returns how many were removed.
    */

@@ -1,0 +1,85 @@
+import type { Database } from '../db/database.ts';
+import * as repo from '../db/generations-repo.ts';
+import type { Logger } from '../log.ts';
+import type { CloudStore } from '../stores/cloud-store.ts';
+import type { LocalStore } from '../stores/local-store.ts';
+import type { LocalGenerationStorage } from './generation-storage.ts';
+import type { UploadQueue } from './upload-queue.ts';
+
+export interface MaintenanceDeps {
+  db: Database;
+  cache: LocalStore;
+  local: LocalGenerationStorage;
+  /** Present with cloud storage on. */
+  cloud?: { store: CloudStore; uploads: UploadQueue; concurrency: number };
+  maxCacheAgeHours: number;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface MaintenanceReport {
+  started_at: string;
+  duration_ms: number;
+  cache: { removed: number; kept: number };
+  uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number } | null;
+  orphans: { objects_without_rows: string[]; rows_without_objects: string[] } | null;
+}
+
+/**
+ * Housekeeping, run by pg_cron through the storage-maintenance function on Supabase and on a timer on Node:
+ * removes cache entries older than MAX_CACHE_AGE_HOURS; retries every upload not yet done whose local copy
+ * still exists, and marks `lost` those that can never succeed; reports (never deletes) orphans between the
+ * bucket and the table. Returns a summary and logs it.
+ */
+export async function runMaintenance(deps: MaintenanceDeps): Promise<MaintenanceReport> {
+  const now = deps.now ?? Date.now;
+  const started = now();
+  const cache = await deps.cache.removeOlderThan(new Date(started - deps.maxCacheAgeHours * 3600_000));
+  let uploads: MaintenanceReport['uploads'] = null;
+  let orphans: MaintenanceReport['orphans'] = null;
+
+  if (deps.cloud) {
+    const { store, uploads: queue } = deps.cloud;
+    const waiting = await deps.db.asService((tx) => repo.listNotUploaded(tx, 10_000));
+    uploads = { retried: 0, uploaded: 0, still_failing: 0, marked_lost: 0 };
+    const retry: string[] = [];
+    for (const record of waiting) {
+      if (await deps.local.hasLocalCopy(record)) retry.push(record.id);
+      else {
+        await deps.db.asService((tx) => repo.markLost(tx, record.id, 'no local copy left and never uploaded'));
+        deps.log.error('upload can never succeed: marked lost', { generation_id: record.id, key: record.storageKey });
+        uploads.marked_lost++;
+      }
+    }
+    uploads.retried = retry.length;
+    // A few at a time, like the queue: maintenance must not flood the Storage API.
+    let next = 0;
+    const worker = async () => {
+      while (next < retry.length) {
+        const outcome = await queue.uploadOne(retry[next++]!);
+        if (outcome === 'uploaded') uploads!.uploaded++;
+        else if (outcome === 'failed') uploads!.still_failing++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(deps.cloud.concurrency, retry.length) }, worker));
+
+    const [keys, rows] = await Promise.all([store.listKeys(), deps.db.asService((tx) => repo.uploadedKeys(tx))]);
+    const inBucket = new Set(keys);
+    const inTable = new Set(rows.map((r) => r.storageKey));
+    orphans = {
+      objects_without_rows: keys.filter((k) => !inTable.has(k)),
+      rows_without_objects: rows.filter((r) => !inBucket.has(r.storageKey)).map((r) => r.id),
+    };
+  }
+
+  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, uploads, orphans };
+  deps.log.info('maintenance finished', {
+    cache_removed: cache.removed,
+    uploads_retried: uploads?.retried ?? 0,
+    uploads_lost: uploads?.marked_lost ?? 0,
+    orphan_objects: orphans?.objects_without_rows.length ?? 0,
+    orphan_rows: orphans?.rows_without_objects.length ?? 0,
+    duration_ms: report.duration_ms,
+  });
+  return report;
+}

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import { rmSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appContext, JWT_SECRET, sampleFiles, serviceToken, userToken, type AppContext } from './helpers/context.ts';
+import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+
+// The storage-maintenance function: cache expiry, upload retries and give-ups, orphan reports; service key only.
+
+let standIn: StandIn;
+let ctx: AppContext;
+let S: string;
+const alice = randomUUID();
+
+beforeAll(async () => {
+  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
+  ctx = await appContext(
+    { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey, MAX_CACHE_AGE_HOURS: '24' },
+    undefined,
+    { cloudRetry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 } },
+  );
+  await ctx.cloud!.ensureBucket();
+  S = await serviceToken();
+});
+afterAll(async () => {
+  await ctx.close();
+  await standIn.close();
+});
+
+const maintain = (token?: string) =>
+  ctx.maintenanceApp.request('http://storage.test/storage-maintenance', { method: 'POST', headers: token ? { authorization: `Bearer ${token}` } : {} });
+async function save() {
+  const res = await ctx.app.request('http://storage.test/generations', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await userToken(alice)}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(3, randomUUID()) }),
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { generation_id: string; project_id: string; version: number };
+}
+const status = async (id: string) => (await ctx.db.asService((tx) => tx.query<{ upload_status: string }>('select upload_status from generations where id = $1::uuid', [id])))[0]?.upload_status;
+const dirOf = (root: string, g: { project_id: string; generation_id: string; version: number }) => join(root, g.project_id, 'generations', `v${g.version}__${g.generation_id}`);
+
+describe('POST /storage-maintenance', () => {
+  it('is for the service key only', async () => {
+    expect((await maintain()).status).toBe(401);
+    const user = await maintain(await userToken(alice));
+    expect(user.status).toBe(403);
+    expect(((await user.json()) as { error: { code: string } }).error.code).toBe('forbidden');
+  });
+
+  it('cleans an aged cache, completes a pending upload, gives up on a lost one, and reports orphans', async () => {
+    // 1. an old and a young cache entry
+    const [old, young] = [await save(), await save()];
+    await ctx.uploads!.idle();
+    for (const g of [old, young]) {
+      rmSync(dirOf(ctx.config.storagePath, g), { recursive: true });
+      rmSync(`${dirOf(ctx.config.storagePath, g)}.tar.gz`);
+      const res = await ctx.app.request(`http://storage.test/generations/${g.generation_id}/download`, { headers: { authorization: `Bearer ${S}` } });
+      expect(res.status).toBe(200); // pulled into the cache
+    }
+    const twoDaysAgo = (Date.now() - 48 * 3600_000) / 1000;
+    utimesSync(dirOf(ctx.config.cachePath, old), twoDaysAgo, twoDaysAgo);
+
+    // 2. an upload that failed but still has its local copy, and one that failed and lost it
+    standIn.faults.failNext(1000, 503);
+    const [pending, lost] = [await save(), await save()];
+    await ctx.uploads!.idle();
+    standIn.faults.clear();
+    expect(await status(pending.generation_id)).toBe('failed');
+    rmSync(dirOf(ctx.config.storagePath, lost), { recursive: true });
+    rmSync(`${dirOf(ctx.config.storagePath, lost)}.tar.gz`);
+
+    // 3. an object nobody recorded, and a recorded object that vanished from the bucket
+    const strayKey = `${randomUUID()}/generations/v1__${randomUUID()}.tar.gz`;
+    await ctx.cloud!.upload(strayKey, new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    const vanished = await save();
+    await ctx.uploads!.idle();
+    await ctx.cloud!.remove([`${vanished.project_id}/generations/v1__${vanished.generation_id}.tar.gz`]);
+
+    const res = await maintain(S);
+    expect(res.status).toBe(200);
+    const report = (await res.json()) as {
+      cache: { removed: number; kept: number };
+      uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number };
+      orphans: { objects_without_rows: string[]; rows_without_objects: string[] };
+    };
+    expect(report.cache).toEqual({ removed: 1, kept: 1 });
+    expect(report.uploads).toEqual({ retried: 1, uploaded: 1, still_failing: 0, marked_lost: 1 });
+    expect(await status(pending.generation_id)).toBe('uploaded');
+    expect(await status(lost.generation_id)).toBe('lost');
+    expect(report.orphans.objects_without_rows).toEqual([strayKey]);
+    expect(report.orphans.rows_without_objects).toEqual([vanished.generation_id]);
+    expect(ctx.log.lines.some((l) => l.msg === 'maintenance finished' && l.cache_removed === 1)).toBe(true);
+
+    // a second run finds nothing new to do
+    const again = (await (await maintain(S)).json()) as typeof report;
+    expect(again.cache.removed).toBe(0);
+    expect(again.uploads).toEqual({ retried: 0, uploaded: 0, still_failing: 0, marked_lost: 0 });
+  });
+});
+
+describe('maintenance with cloud off', () => {
+  it('only cleans the cache', async () => {
+    const off = await appContext();
+    try {
+      const report = await off.maintain();
+      expect(report).toMatchObject({ cache: { removed: 0, kept: 0 }, uploads: null, orphans: null });
+    } finally {
+      await off.close();
+    }
+  });
+});
