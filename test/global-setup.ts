@@ -8,6 +8,11 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** A superuser URL of a real PostgreSQL server, or '' when there is none. */
     databaseUrl: string;
+    /**
+     * The `postgres` database of a throwaway cluster of ours with pg_cron loaded, or ''. Tests may migrate it
+     * (pg_cron lives in one database per cluster), so it is never a server someone gave us.
+     */
+    cronDatabaseUrl: string;
   }
 }
 
@@ -18,6 +23,7 @@ declare module 'vitest' {
  */
 export default function setup(project: TestProject) {
   const given = process.env.TEST_DATABASE_URL;
+  project.provide('cronDatabaseUrl', '');
   if (given) {
     project.provide('databaseUrl', given);
     return;
@@ -31,6 +37,7 @@ export default function setup(project: TestProject) {
   const url = execFileSync('bash', ['scripts/pg-cluster.sh', 'start', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   console.log(`PostgreSQL 15 for the tests: ${url}`);
   project.provide('databaseUrl', url);
+  if (existsSync('/usr/lib/postgresql/15/lib/pg_cron.so')) project.provide('cronDatabaseUrl', url);
   return () => {
     execFileSync('bash', ['scripts/pg-cluster.sh', 'stop', dir], { stdio: 'ignore' });
   };
