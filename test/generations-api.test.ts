@@ -129,6 +129,14 @@ describe('POST /generations (the save callback)', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it("cannot destroy another user's project folder by reusing its id as a generation id", async () => {
+    const victim = await save(A, { project_id: randomUUID(), files: sampleFiles(3) });
+    const attacker = await save(B, { project_id: randomUUID(), generation_id: victim.project_id, files: sampleFiles(1, 'x') });
+    expect((await req(`/${attacker.generation_id}`, { method: 'DELETE', token: B })).status).toBe(204);
+    expect(existsSync(join(ctx.storage, victim.storage.local_path))).toBe(true);
+    expect((await req(`/${victim.generation_id}/download`, { token: A })).status).toBe(200);
+  });
+
   it('lets the service role save for an owner, who then owns it', async () => {
     const project = randomUUID();
     const body = await save(S, { project_id: project, owner_id: bob, files: sampleFiles(3) });

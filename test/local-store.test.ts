@@ -352,7 +352,7 @@ describe("a tree written by CodebeGen's Python (save_generation_files_hierarchic
 });
 
 describe("the old flat layout (create_project_structure)", () => {
-  it('reads {root}/{generation_id}/<files> as flat, and remove() deletes the folder and its zip', async () => {
+  it('reads {root}/{generation_id}/<files> as flat, and removeFlat() deletes the folder and its zip', async () => {
     const ref = newRef(1);
     python(PY_FLAT, { storage: root, generation_id: ref.generationId, files: PY_FILES });
     const flatDir = join(root, ref.generationId);
@@ -371,8 +371,13 @@ describe("the old flat layout (create_project_structure)", () => {
     expect(got!.files.map((f) => f.path)).toEqual(Object.keys(PY_FILES).sort());
     expect(await store.locate(ref)).toEqual({ layout: 'flat', dir: flatDir });
     expect(await store.readArchive(ref)).toBeUndefined();
-
+    // asked for our layout only, a flat folder is not there
+    expect(await store.read(ref, ['hierarchical'])).toBeUndefined();
+    // remove() never touches a flat folder: its name could be someone's project id
     await store.remove(ref);
+    expect(existsSync(flatDir)).toBe(true);
+
+    await store.removeFlat(ref);
     expect(existsSync(flatDir)).toBe(false);
     expect(existsSync(zip)).toBe(false);
     expect(await store.read(ref)).toBeUndefined();
@@ -389,11 +394,11 @@ describe("the old flat layout (create_project_structure)", () => {
     const got = await store.read(ref);
     expect(got!.layout).toBe('hierarchical');
     expect(got!.manifest).toEqual(g.manifest);
-    // remove() clears every layout
+    // remove() clears our layout only; the legacy folder stays until removeFlat()
     await store.remove(ref);
-    expect(await store.read(ref)).toBeUndefined();
-    expect(existsSync(join(root, ref.generationId))).toBe(false);
-    expect(existsSync(join(root, `${ref.generationId}.zip`))).toBe(false);
+    expect((await store.read(ref))!.layout).toBe('flat');
+    expect(existsSync(join(root, ref.generationId))).toBe(true);
+    expect(existsSync(join(root, `${ref.generationId}.zip`))).toBe(true);
   });
 });
 
@@ -631,5 +636,16 @@ describe('fixes found in review', () => {
     expect(await store.sweepScratch(3600_000)).toBe(1);
     expect(readdirSync(base)).toEqual(['young']);
     expect(await new LocalStore(join(tmp, 'nothing-here')).sweepScratch()).toBe(0);
+  });
+});
+
+describe('legacy flat folders and project folders never mix', () => {
+  it('refuses to write a project whose id names a legacy flat generation folder (409), and changes nothing', async () => {
+    const legacy = newRef(1);
+    python(PY_FLAT, { storage: root, generation_id: legacy.generationId, files: { 'main.py': 'legacy\n' } });
+    const ref = { projectId: legacy.generationId, generationId: randomUUID(), version: 1 };
+    const g = await sampleGeneration(ref);
+    await expect(store.write(ref, g.manifest, g.files, g.archive)).rejects.toMatchObject({ status: 409, code: 'generation_conflict' });
+    expect(readdirSync(join(root, legacy.generationId))).toEqual(['main.py']);
   });
 });

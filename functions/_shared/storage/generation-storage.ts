@@ -45,7 +45,7 @@ export class LocalGenerationStorage implements GenerationStorage {
     const ref = refOf(record);
     const stored = await this.local.readArchive(ref);
     if (stored) return stored;
-    const onDisk = await this.local.read(ref);
+    const onDisk = await this.local.read(ref, ['hierarchical']);
     if (!onDisk) return undefined;
     const packed = await packGeneration(record.manifest, onDisk.files);
     if (packed.sha256 !== record.archiveSha256) {
@@ -58,7 +58,7 @@ export class LocalGenerationStorage implements GenerationStorage {
   /** Whether this server still holds the generation (archive or folder), so it can be uploaded. */
   async hasLocalCopy(record: GenerationRecord): Promise<boolean> {
     const ref = refOf(record);
-    return (await this.local.readArchive(ref)) !== undefined || (await this.local.locate(ref)) !== undefined;
+    return (await this.local.readArchive(ref)) !== undefined || (await this.local.locate(ref, ['hierarchical'])) !== undefined;
   }
 
   async cloudUrl(): Promise<undefined> {

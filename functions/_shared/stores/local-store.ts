@@ -5,6 +5,7 @@ import { encodeManifest, parseManifest, type Manifest } from '../archive/manifes
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
+import { AppError, ErrorCode } from '../errors.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -74,6 +75,7 @@ export class LocalStore {
   }
 
   private async writeNow(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
+    await this.assertProjectFolder(ref);
     const scratch = await this.scratchDir();
     try {
       const dir = join(scratch, 'generation');
@@ -108,6 +110,24 @@ export class LocalStore {
     }
   }
 
+  /**
+   * `{root}/{project_id}` must be a project folder (or not exist yet): never a legacy flat generation whose id
+   * happens to equal this project's, which would mix our files into it.
+   */
+  private async assertProjectFolder(ref: GenerationRef): Promise<void> {
+    const dir = join(this.root, ref.projectId);
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    if (entries.length > 0 && !entries.includes('generations')) {
+      throw new AppError(ErrorCode.GenerationConflict, 409, `project id ${ref.projectId} collides with a legacy generation folder`);
+    }
+  }
+
   /** The stored archive, or undefined (a folder CodebeGen's Python wrote has none). */
   async readArchive(ref: GenerationRef): Promise<Uint8Array | undefined> {
     try {
@@ -129,18 +149,21 @@ export class LocalStore {
     }
   }
 
-  /** Which layout holds this generation, if any. */
-  async locate(ref: GenerationRef): Promise<{ layout: Layout; dir: string } | undefined> {
+  /**
+   * Which layout holds this generation, if any, among `layouts`. The flat layout is keyed by the generation id
+   * alone, so only callers that know a generation is a legacy one (the migration tool) should look there.
+   */
+  async locate(ref: GenerationRef, layouts: readonly Layout[] = ['hierarchical', 'flat']): Promise<{ layout: Layout; dir: string } | undefined> {
     const hier = this.generationDir(ref);
-    if (await isRealDir(hier)) return { layout: 'hierarchical', dir: hier };
+    if (layouts.includes('hierarchical') && (await isRealDir(hier))) return { layout: 'hierarchical', dir: hier };
     const flat = this.flatDir(ref);
-    if (await isRealDir(flat)) return { layout: 'flat', dir: flat };
+    if (layouts.includes('flat') && (await isRealDir(flat))) return { layout: 'flat', dir: flat };
     return undefined;
   }
 
-  /** Reads a generation's manifest and source files from either layout. */
-  async read(ref: GenerationRef): Promise<LocalGeneration | undefined> {
-    const where = await this.locate(ref);
+  /** Reads a generation's manifest and source files from the first of `layouts` that holds it. */
+  async read(ref: GenerationRef, layouts?: readonly Layout[]): Promise<LocalGeneration | undefined> {
+    const where = await this.locate(ref, layouts);
     if (!where) return undefined;
     if (where.layout === 'flat') return { layout: 'flat', files: await readTree(where.dir) };
     let manifest: Manifest | undefined;
@@ -153,19 +176,25 @@ export class LocalStore {
     return { layout: 'hierarchical', manifest, files: (await isRealDir(source)) ? await readTree(source) : [] };
   }
 
-  /** Removes the generation in every layout (folder, archive, flat folder and its .zip). Safe to repeat. */
+  /** Removes the generation's folder and archive in our layout. Safe to repeat. Never touches a flat folder. */
   async remove(ref: GenerationRef): Promise<void> {
     assertRef(ref);
-    return this.serialise(ref, () => this.removeNow(ref));
+    return this.serialise(ref, () => this.removeAll(ref, [this.archivePath(ref), this.generationDir(ref)]));
   }
 
-  private async removeNow(ref: GenerationRef): Promise<void> {
+  /**
+   * Removes a legacy flat generation (`{root}/{generation_id}/` and its `.zip`). Only for callers that know the
+   * id names a legacy generation: a flat folder's name could equally be a project's id.
+   */
+  async removeFlat(ref: GenerationRef): Promise<void> {
+    assertRef(ref);
+    return this.serialise(ref, () => this.removeAll(ref, [this.flatDir(ref), `${this.flatDir(ref)}.zip`]));
+  }
+
+  private async removeAll(_ref: GenerationRef, paths: string[]): Promise<void> {
     const scratch = await this.scratchDir();
     try {
-      await this.moveAside(this.archivePath(ref), scratch, 'archive');
-      await this.moveAside(this.generationDir(ref), scratch, 'dir');
-      await this.moveAside(this.flatDir(ref), scratch, 'flat');
-      await this.moveAside(`${this.flatDir(ref)}.zip`, scratch, 'zip');
+      for (const [i, path] of paths.entries()) await this.moveAside(path, scratch, `gone-${i}`);
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
