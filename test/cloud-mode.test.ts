@@ -167,6 +167,14 @@ describe('cloud enabled', () => {
     expect((await call(`/${g.generation_id}`, A, { method: 'DELETE' })).status).toBe(404);
   });
 
+  it('leaves nothing in the bucket when a generation is deleted while its upload is under way', async () => {
+    standIn.faults.delayNext(1, 400); // the upload's POST
+    const g = await save();
+    expect((await call(`/${g.generation_id}`, A, { method: 'DELETE' })).status).toBe(204);
+    await ctx.uploads!.idle();
+    expect(existsSync(standIn.objectPath('codebegen-projects', `${g.project_id}/generations/v1__${g.generation_id}.tar.gz`))).toBe(false);
+  });
+
   it('issues cloud download URLs that expire', async () => {
     const short = await appContext(
       { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey, DOWNLOAD_URL_TTL_SECONDS: '1' },

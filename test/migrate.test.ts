@@ -142,7 +142,6 @@ describe('migrate() on PGlite', () => {
       'generations:DELETE',
       'generations:INSERT',
       'generations:SELECT',
-      'projects:DELETE',
       'projects:INSERT',
       'projects:SELECT',
     ]);

@@ -37,7 +37,8 @@ describe('policies, in SQL', () => {
 
   it('other users cannot delete or update; their statements touch nothing', async () => {
     expect(await asBob((tx) => tx.query('delete from generations where id = $1::uuid returning id', [aliceGen.id]))).toHaveLength(0);
-    expect(await asBob((tx) => tx.query('delete from projects where id = $1::uuid returning id', [aliceGen.project]))).toHaveLength(0);
+    // users cannot delete projects at all (the API never does)
+    expect(await pgCode(asBob((tx) => tx.query('delete from projects where id = $1::uuid returning id', [aliceGen.project])))).toBe('42501');
     // users hold no UPDATE privilege at all: upload state is the service's to record
     expect(await pgCode(asBob((tx) => tx.query(`update generations set upload_status = 'uploaded' where id = $1::uuid`, [aliceGen.id])))).toBe('42501');
     expect(await pgCode(asAlice((tx) => tx.query(`update generations set upload_status = 'uploaded' where id = $1::uuid`, [aliceGen.id])))).toBe('42501');
@@ -47,7 +48,8 @@ describe('policies, in SQL', () => {
   it("a user can never write into another user's project, under any owner_id", async () => {
     const row = (owner: string, version: number) => [randomUUID(), aliceGen.project, owner, version, 'a'.repeat(64)];
     const insert = `insert into generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes,
-      archive_sha256, content_sha256, manifest, storage_key) values ($1::uuid, $2::uuid, $3::uuid, $4::int, 1, 1, 1, $5, $5, '{}', 'k')`;
+      archive_sha256, content_sha256, manifest, storage_key)
+      values ($1::uuid, $2::uuid, $3::uuid, $4::int, 1, 1, 1, $5, $5, '{}', $2::text || '/generations/v' || $4::text || '__' || $1::text || '.tar.gz')`;
     // as himself: the policy allows his own owner_id, the composite key refuses a project he does not own
     expect(await pgCode(asBob((tx) => tx.query(insert, row(bob, 50))))).not.toBe('ok');
     // pretending to be alice: the policy refuses
@@ -55,6 +57,17 @@ describe('policies, in SQL', () => {
     expect(await pgCode(asBob((tx) => tx.query('insert into projects (id, owner_id) values ($1::uuid, $2::uuid)', [randomUUID(), alice])))).toBe('42501');
     // not even the service role can file a generation under an owner other than the project's
     expect(await pgCode(ctx.db.asService((tx) => tx.query(insert, row(bob, 52))))).toBe('23503');
+    // a user cannot forge a row pointing at another project's object, or claim an upload happened
+    const forged = `insert into generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes,
+      archive_sha256, content_sha256, manifest, storage_key, upload_status) values ($1::uuid, $2::uuid, $3::uuid, 1, 1, 1, 1, $4, $4, '{}', $5, $6)`;
+    const bobProject = randomUUID();
+    await asBob((tx) => tx.query('insert into projects (id, owner_id) values ($1::uuid, $2::uuid)', [bobProject, bob]));
+    const aliceKey = `${aliceGen.project}/generations/v1__${aliceGen.id}.tar.gz`;
+    expect(await pgCode(asBob((tx) => tx.query(forged, [randomUUID(), bobProject, bob, 'a'.repeat(64), aliceKey, 'pending'])))).toBe('23514');
+    const id = randomUUID();
+    expect(await pgCode(asBob((tx) => tx.query(forged, [id, bobProject, bob, 'a'.repeat(64), `${bobProject}/generations/v1__${id}.tar.gz`, 'uploaded'])))).toBe('42501');
+    // and cannot delete a project directly (the API never does; it would orphan files)
+    expect(await pgCode(asBob((tx) => tx.query('delete from projects where id = $1::uuid', [bobProject])))).toBe('42501');
     expect(await ctx.db.asService((tx) => tx.query('select 1 from generations where project_id = $1::uuid and version >= 50', [aliceGen.project]))).toHaveLength(0);
   });
 

@@ -1,3 +1,4 @@
+import { storageKey } from '../archive/generation-archive.ts';
 import type { Manifest } from '../archive/manifest.ts';
 import type { Tx } from './database.ts';
 
@@ -59,7 +60,8 @@ const toRecord = (r: Row): GenerationRecord => ({
   archiveSha256: r.archive_sha256,
   contentSha256: r.content_sha256,
   manifest: typeof r.manifest === 'string' ? JSON.parse(r.manifest) : r.manifest,
-  storageKey: r.storage_key,
+  // Derived, never read back: the code must not trust a column to say which object is whose.
+  storageKey: storageKey({ projectId: r.project_id, generationId: r.id, version: Number(r.version) }),
   uploadStatus: r.upload_status,
   uploadAttempts: Number(r.upload_attempts),
   uploadError: r.upload_error,
@@ -141,13 +143,14 @@ export async function deleteGeneration(tx: Tx, id: string): Promise<GenerationRe
   return rows[0] && toRecord(rows[0]);
 }
 
-/** Records a verified upload. */
-export async function markUploaded(tx: Tx, id: string): Promise<void> {
-  await tx.query(
+/** Records a verified upload; false when the row is gone (deleted while uploading). */
+export async function markUploaded(tx: Tx, id: string): Promise<boolean> {
+  const rows = await tx.query(
     `update public.generations set upload_status = 'uploaded', upload_attempts = upload_attempts + 1, upload_error = null, uploaded_at = now()
-     where id = $1::uuid`,
+     where id = $1::uuid returning id`,
     [id],
   );
+  return rows.length > 0;
 }
 
 /** Records a failed attempt; the generation stays local and is tried again later. */

@@ -70,8 +70,8 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   async remove(record: GenerationRecord): Promise<void> {
-    // Any status but 'local' may have reached the bucket; removing a missing object is not an error.
-    if (record.uploadStatus !== 'local') await this.cloud.remove([record.storageKey]);
+    // Whatever the status says, an upload may be under way or have landed; removing a missing object is fine.
+    await this.cloud.remove([record.storageKey]);
     await this.cache.remove(refOf(record));
     await this.local.remove(record);
   }

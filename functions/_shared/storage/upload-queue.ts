@@ -86,7 +86,12 @@ export class UploadQueue {
       if (!bytes) throw new Error('no local copy to upload');
       await this.cloud.upload(record.storageKey, bytes);
       await this.verify(record);
-      await this.db.asService((tx) => repo.markUploaded(tx, record.id));
+      if (!(await this.db.asService((tx) => repo.markUploaded(tx, record.id)))) {
+        // Deleted while we were uploading: the delete may have run before our upload landed. Take it back.
+        await this.cloud.remove([record.storageKey]);
+        this.log.info('generation deleted during its upload; object removed', fields);
+        return 'skipped';
+      }
       this.log.info('upload verified', { ...fields, bytes: bytes.byteLength, attempts: record.uploadAttempts + 1 });
       return 'uploaded';
     } catch (err) {
