@@ -178,13 +178,14 @@ describe('loadConfig rejects bad environments with a ConfigError naming the vari
     expect(loadConfig({ USE_CLOUD_STORAGE: 'false' }).useCloudStorage).toBe(false);
   });
 
-  it('refuses both SUPABASE_JWT_SECRET and SUPABASE_JWKS_URL', () => {
-    const message = configErrorMessage({ SUPABASE_JWT_SECRET: SECRET_32, SUPABASE_JWKS_URL: 'https://abc.supabase.co/jwks', DOWNLOAD_TOKEN_SECRET: SECRET_32 });
-    expect(message).toMatch(/SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL, not both/);
+  it('accepts SUPABASE_JWT_SECRET and SUPABASE_JWKS_URL together (legacy and asymmetric keys side by side)', () => {
+    const c = loadConfig({ SUPABASE_JWT_SECRET: SECRET_32, SUPABASE_JWKS_URL: 'https://abc.supabase.co/jwks' });
+    expect(c.auth).toMatchObject({ jwtSecret: SECRET_32, jwksUrl: 'https://abc.supabase.co/jwks' });
   });
 
-  it('requires DOWNLOAD_TOKEN_SECRET with SUPABASE_JWKS_URL', () => {
+  it('requires something to sign download links with, given a JWKS URL alone', () => {
     expect(configErrorMessage({ SUPABASE_JWKS_URL: 'https://abc.supabase.co/jwks' })).toMatch(/DOWNLOAD_TOKEN_SECRET is required/);
+    expect(loadConfig({ SUPABASE_JWKS_URL: 'https://abc.supabase.co/jwks', SUPABASE_SERVICE_ROLE_KEY: 'sb_secret_x' }).auth.jwksUrl).toBeDefined();
   });
 });
 

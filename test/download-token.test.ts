@@ -182,8 +182,15 @@ describe('downloadKey', () => {
     await expectInvalid(explicit.verify(token, gid));
   });
 
-  it('throws without either secret', () => {
-    expect(() => downloadKey({})).toThrow(/DOWNLOAD_TOKEN_SECRET or SUPABASE_JWT_SECRET is required/);
+  it('falls back to a key derived from the service key (what every edge function has), never the key itself', () => {
+    const k = downloadKey({ serviceKey: 'sb_secret_abc' });
+    expect(Buffer.from(k).toString()).not.toContain('sb_secret_abc');
+    expect(k).toEqual(downloadKey({ serviceKey: 'sb_secret_abc' }));
+    expect(k).not.toEqual(downloadKey({ serviceKey: 'sb_secret_abd' }));
+  });
+
+  it('throws without any secret', () => {
+    expect(() => downloadKey({})).toThrow(/DOWNLOAD_TOKEN_SECRET, SUPABASE_JWT_SECRET or the service key is required/);
     expect(() => downloadKey({ jwtSecret: '', downloadTokenSecret: '' })).toThrow(/required/);
     expect(() => downloadKey({ jwtSecret: undefined, downloadTokenSecret: undefined })).toThrow(/required/);
   });

@@ -196,8 +196,16 @@ describe('createAuthenticator with a JWKS (ES256)', () => {
     expect(await auth(`Bearer ${await es256(privateKey, { role: 'authenticated', aud: 'authenticated' }, id)}`)).toMatchObject({ kind: 'user', userId: id });
   });
 
-  it('rejects HS256, alg none, anon and expired tokens when verifying against the JWKS', async () => {
+  it('with both a JWKS and a legacy secret, accepts tokens signed by either, by their alg', async () => {
     const auth = createAuthenticator({ jwksUrl, jwtSecret: JWT_SECRET });
+    const id = randomUUID();
+    expect(await auth(`Bearer ${await userToken(id)}`)).toMatchObject({ kind: 'user', userId: id });
+    expect(await auth(`Bearer ${await es256(privateKey, { role: 'authenticated' }, id)}`)).toMatchObject({ kind: 'user', userId: id });
+    await expectUnauthorized(auth(`Bearer ${await userToken(id, { secret: 'another-secret-that-is-long-enough-0123456789' })}`));
+  });
+
+  it('rejects HS256, alg none, anon and expired tokens when verifying against the JWKS alone', async () => {
+    const auth = createAuthenticator({ jwksUrl });
     const id = randomUUID();
     await expectUnauthorized(auth(`Bearer ${await userToken(id)}`));
     await expectUnauthorized(auth(`Bearer ${b64url({ alg: 'none', kid: KID })}.${b64url({ role: 'authenticated', sub: id, exp: nowS() + 60 })}.`));

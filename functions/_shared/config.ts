@@ -110,11 +110,10 @@ export function loadConfig(env: Env): Config {
       throw new ConfigError('[config] SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) is required when USE_CLOUD_STORAGE=true');
     }
   }
-  if (e.SUPABASE_JWT_SECRET && e.SUPABASE_JWKS_URL) {
-    throw new ConfigError('[config] set SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL, not both');
-  }
-  if (e.SUPABASE_JWKS_URL && !e.DOWNLOAD_TOKEN_SECRET) {
-    throw new ConfigError('[config] DOWNLOAD_TOKEN_SECRET is required with SUPABASE_JWKS_URL (a JWKS can verify but not sign)');
+  if (e.SUPABASE_JWKS_URL && !e.DOWNLOAD_TOKEN_SECRET && !e.SUPABASE_JWT_SECRET && !serviceKey) {
+    throw new ConfigError(
+      '[config] DOWNLOAD_TOKEN_SECRET is required with SUPABASE_JWKS_URL alone (a JWKS can verify but not sign download links)',
+    );
   }
   return {
     port: e.PORT,

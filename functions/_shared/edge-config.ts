@@ -1,12 +1,15 @@
 import { loadConfig, type Config, type Env } from './config.ts';
 
 /**
- * Config on Supabase Edge: the platform provides SUPABASE_URL, SUPABASE_DB_URL and SUPABASE_SERVICE_ROLE_KEY
- * (custom secrets may not start with SUPABASE_), and only /tmp is writable.
+ * Config on Supabase Edge: the platform provides SUPABASE_URL, SUPABASE_DB_URL and SUPABASE_SERVICE_ROLE_KEY;
+ * custom secrets may not start with SUPABASE_ (so the legacy JWT secret comes as JWT_SECRET); only /tmp is
+ * writable. User tokens are verified with the project's JWKS, and with JWT_SECRET too when set.
  */
 export function edgeConfig(env: Env): Config {
   const config = loadConfig({
     ...env,
+    SUPABASE_JWT_SECRET: env.SUPABASE_JWT_SECRET ?? env.JWT_SECRET,
+    SUPABASE_JWKS_URL: env.SUPABASE_JWKS_URL ?? (env.SUPABASE_URL && `${env.SUPABASE_URL.replace(/\/+$/, '')}/auth/v1/.well-known/jwks.json`),
     PUBLIC_URL: env.PUBLIC_URL ?? env.SUPABASE_URL,
     DATABASE_URL: env.DATABASE_URL ?? env.SUPABASE_DB_URL,
     STORAGE_PATH: env.STORAGE_PATH ?? '/tmp/codebegen/projects',

@@ -83,7 +83,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   const app = createGenerationsApp({
     service,
     authenticate,
-    downloads: createDownloadSigner(downloadKey({ downloadTokenSecret: config.auth.downloadTokenSecret, jwtSecret }), config.downloadUrlTtlSeconds, opts.now),
+    downloads: createDownloadSigner(downloadKey({ downloadTokenSecret: config.auth.downloadTokenSecret, jwtSecret, serviceKey: config.supabase.serviceKey }), config.downloadUrlTtlSeconds, opts.now),
     health,
     publicUrl: config.publicUrl,
     cloudEnabled: config.useCloudStorage,

@@ -52,9 +52,13 @@ export function createDownloadSigner(secret: Uint8Array, ttlSeconds: number, now
   };
 }
 
-/** The download-signing key: DOWNLOAD_TOKEN_SECRET, else derived from the JWT secret (never the secret itself). */
-export function downloadKey(opts: { downloadTokenSecret?: string; jwtSecret?: string }): Uint8Array {
+/**
+ * The download-signing key: DOWNLOAD_TOKEN_SECRET; else derived (HMAC, never the secret itself) from the JWT
+ * secret, or from the service key — which every Supabase Edge Function has.
+ */
+export function downloadKey(opts: { downloadTokenSecret?: string; jwtSecret?: string; serviceKey?: string }): Uint8Array {
   if (opts.downloadTokenSecret) return new TextEncoder().encode(opts.downloadTokenSecret);
-  if (!opts.jwtSecret) throw new Error('[auth] DOWNLOAD_TOKEN_SECRET or SUPABASE_JWT_SECRET is required to sign download URLs');
-  return new Uint8Array(createHmac('sha256', opts.jwtSecret).update(AUDIENCE).digest());
+  const base = opts.jwtSecret ?? opts.serviceKey;
+  if (!base) throw new Error('[auth] DOWNLOAD_TOKEN_SECRET, SUPABASE_JWT_SECRET or the service key is required to sign download URLs');
+  return new Uint8Array(createHmac('sha256', base).update(AUDIENCE).digest());
 }

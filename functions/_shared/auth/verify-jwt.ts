@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { AppError, ErrorCode, unauthorized } from '../errors.ts';
 import type { Principal } from './principal.ts';
 
@@ -22,12 +22,19 @@ export type Authenticate = (authorization: string | undefined) => Promise<Princi
  * is the backend. Anything else — anon key, expired, forged, wrong secret — is 401, with no detail that helps forging.
  */
 export function createAuthenticator(opts: VerifierOptions): Authenticate {
-  const key: Uint8Array | JWTVerifyGetKey | undefined = opts.jwksUrl
-    ? createRemoteJWKSet(new URL(opts.jwksUrl))
-    : opts.jwtSecret
-      ? new TextEncoder().encode(opts.jwtSecret)
-      : undefined;
-  if (!key) throw new Error('[auth] a JWT secret or a JWKS URL is required');
+  // Both may be set: a project moving to asymmetric keys still has users holding HS256 (legacy secret) tokens.
+  const jwks: JWTVerifyGetKey | undefined = opts.jwksUrl ? createRemoteJWKSet(new URL(opts.jwksUrl)) : undefined;
+  const secret = opts.jwtSecret ? new TextEncoder().encode(opts.jwtSecret) : undefined;
+  if (!jwks && !secret) throw new Error('[auth] a JWT secret or a JWKS URL is required');
+  const keyFor = (token: string): Uint8Array | JWTVerifyGetKey | undefined => {
+    let alg: string | undefined;
+    try {
+      alg = decodeProtectedHeader(token).alg;
+    } catch {
+      return undefined;
+    }
+    return alg?.startsWith('HS') ? secret : jwks;
+  };
   const serviceKey = opts.serviceKey ? new TextEncoder().encode(opts.serviceKey) : undefined;
 
   return async (authorization) => {
@@ -37,6 +44,8 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
     if (serviceKey && constantTimeEqual(new TextEncoder().encode(token), serviceKey)) {
       return { kind: 'service', claims: { role: 'service_role' } };
     }
+    const key = keyFor(token);
+    if (!key) throw unauthorized('invalid token');
     let payload;
     try {
       ({ payload } = await jwtVerify(token, key as Uint8Array, { clockTolerance: 5 }));
