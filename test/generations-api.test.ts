@@ -178,6 +178,15 @@ describe('POST /generations (the save callback)', () => {
     ['a file over the limit', () => post({ project_id: randomUUID(), files: { 'big.py': 'x'.repeat(4097) } }, A), 413, 'payload_too_large', /big\.py/],
     ['a generation over the limit', () => post({ project_id: randomUUID(), files: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`f${i}.py`, 'x'.repeat(4000)])) }, A), 413, 'payload_too_large'],
     ['metadata over the limit', () => post({ project_id: randomUUID(), files: sampleFiles(1), metadata: { x: 'y'.repeat(2000) } }, A), 413, 'payload_too_large', /metadata/],
+    ['metadata with a NUL', () => post({ project_id: randomUUID(), files: sampleFiles(1), metadata: { x: 'a\u0000b' } }, A), 400, 'invalid_request', /metadata: contains a NUL/],
+    ['metadata with an unpaired surrogate', () => post({ project_id: randomUUID(), files: sampleFiles(1), metadata: { x: '\ud800' } }, A), 400, 'invalid_request', /metadata: .*surrogate/],
+    ['metadata with a NUL in a key', () => post({ project_id: randomUUID(), files: sampleFiles(1), metadata: { 'a\u0000': 'x' } }, A), 400, 'invalid_request', /metadata/],
+    ['metadata nested 5000 deep', () => post(`{"project_id":"${randomUUID()}","files":{"a.py":"x"},"metadata":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`, A), 400, 'invalid_request', /nested deeper/],
+    ['metadata with a __proto__ key', () => post(`{"project_id":"${randomUUID()}","files":{"a.py":"x"},"metadata":{"__proto__":{"x":1}}}`, A), 400, 'invalid_request', /__proto__/],
+    ['a file named __proto__', () => post(`{"project_id":"${randomUUID()}","files":{"__proto__":"x","keep.py":"y"}}`, A), 400, 'invalid_path', /__proto__/],
+    ['file content that is not valid Unicode', () => post({ project_id: randomUUID(), files: { 'a.py': 'x\ud800y' } }, A), 400, 'invalid_request', /a\.py.*surrogate/],
+    ['two files differing only in case', () => post({ project_id: randomUUID(), files: { 'README.md': 'a', 'readme.md': 'b' } }, A), 400, 'invalid_path', /differ only in case/],
+    ['a version over the maximum', () => post({ project_id: randomUUID(), version: 1_000_000_001, files: sampleFiles(1) }, A), 400, 'invalid_request', /version/],
     ['a body over the request limit', () => post({ project_id: randomUUID(), files: { 'a.py': 'x'.repeat(70_000) } }, A), 413, 'payload_too_large'],
   ];
   it.each(bad)('refuses %s with a clear %i and changes nothing', async (_name, send, status, code, message) => {
@@ -214,7 +223,7 @@ describe('GET /generations (list)', () => {
     expect((await req(`?project_id=${project}`, { token: B })).status).toBe(404);
     expect((await req(`?project_id=${randomUUID()}`, { token: A })).status).toBe(404);
     expect((await req(`?project_id=${project}`)).status).toBe(401);
-    for (const q of ['', '?project_id=x', `?project_id=${project}&limit=0`, `?project_id=${project}&limit=101`, `?project_id=${project}&cursor=zzz`, `?project_id=${project}&bogus=1`]) {
+    for (const q of [`?project_id=${project}&limit=0x10`, `?project_id=${project}&limit=1e1`, `?project_id=${project}&cursor=${btoa('v:9999999999')}`, '', '?project_id=x', `?project_id=${project}&limit=0`, `?project_id=${project}&limit=101`, `?project_id=${project}&cursor=zzz`, `?project_id=${project}&bogus=1`]) {
       const res = await req(q, { token: A });
       expect(res.status, q).toBe(400);
     }

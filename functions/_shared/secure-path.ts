@@ -33,22 +33,26 @@ export function normaliseRelativePath(input: string, label?: string): string {
 }
 
 /**
- * Normalises a whole set of file paths and checks they can coexist in one tree:
- * no two equal after normalisation, and no path that is both a file and a folder ("a" and "a/b").
+ * Normalises a whole set of file paths and checks they can coexist in one tree on any system: no two equal
+ * after normalisation or differing only in case or Unicode form, and no path both a file and a folder.
  * Returns the normalised paths in input order.
  */
 export function normaliseFileSet(paths: readonly string[], label = 'files'): string[] {
   const out = paths.map((p) => normaliseRelativePath(p, `${label}[${show(p)}]`));
-  const seen = new Set<string>();
+  // Compared as macOS and Windows would: "README.md" and "readme.md" (or é composed and decomposed) collide there.
+  const fold = (p: string) => p.normalize('NFC').toLowerCase();
+  const seen = new Map<string, string>();
   for (const p of out) {
-    if (seen.has(p)) throw invalidPath(`${label}: more than one entry normalises to ${JSON.stringify(p)}`);
-    seen.add(p);
+    const other = seen.get(fold(p));
+    if (other === p) throw invalidPath(`${label}: more than one entry normalises to ${JSON.stringify(p)}`);
+    if (other !== undefined) throw invalidPath(`${label}: ${JSON.stringify(other)} and ${JSON.stringify(p)} differ only in case or Unicode form`);
+    seen.set(fold(p), p);
   }
   for (const p of out) {
     const parts = p.split('/');
     for (let i = 1; i < parts.length; i++) {
       const dir = parts.slice(0, i).join('/');
-      if (seen.has(dir)) throw invalidPath(`${label}: ${JSON.stringify(dir)} is both a file and a folder`);
+      if (seen.has(fold(dir))) throw invalidPath(`${label}: ${JSON.stringify(dir)} is both a file and a folder`);
     }
   }
   return out;

@@ -38,7 +38,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   if (config.useCloudStorage) {
     const { url, serviceKey, bucket } = config.supabase;
     cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: config.limits.maxGenerationBytes }, log, opts.cloudRetry);
-    uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, keepAlive: opts.keepAlive });
+    uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, lostAfterMs: 3600_000, keepAlive: opts.keepAlive, now: opts.now });
     storage = new HybridGenerationStorage(localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,
       unpackLimits: { maxEntries: config.limits.maxFiles * 2 + 16, maxFileBytes: config.limits.maxFileBytes + config.limits.maxMetadataBytes + 1024 * 1024, maxTotalBytes: config.limits.maxGenerationBytes * 2 },

@@ -6,11 +6,12 @@ import type { DownloadSigner } from '../auth/download-token.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Authenticate } from '../auth/verify-jwt.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
-import { AppError, badRequest, ErrorCode, toErrorBody, tooLarge } from '../errors.ts';
+import { AppError, badRequest, ErrorCode, invalidPath, toErrorBody, tooLarge } from '../errors.ts';
+import { jsonProblem } from '../json-safety.ts';
 import type { Logger } from '../log.ts';
 import type { GenerationService } from '../storage/generation-service.ts';
 import { buildOpenApi } from './openapi.ts';
-import { describeIssues, listQuery, saveRequest, uuid, type healthBody } from './schemas.ts';
+import { describeIssues, listQuery, MAX_VERSION, saveRequest, uuid, type healthBody } from './schemas.ts';
 import type { z } from 'zod';
 
 export type HealthReport = z.infer<typeof healthBody>;
@@ -125,6 +126,12 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
       } catch {
         throw badRequest('body is not valid JSON', ErrorCode.InvalidJson);
       }
+      // Checked on the raw JSON: zod's records, like every JS object, would silently drop a "__proto__" key.
+      if (isObject(json)) {
+        if (isObject(json.files) && Object.hasOwn(json.files, '__proto__')) throw invalidPath('files["__proto__"]: reserved name');
+        const problem = jsonProblem(json.metadata);
+        if (problem) throw badRequest(`metadata: ${problem}`);
+      }
       const parsed = saveRequest.safeParse(json);
       if (!parsed.success) throw badRequest(describeIssues(parsed.error));
       const b = parsed.data;
@@ -199,6 +206,8 @@ function decodeCursor(cursor: string): number {
     /* falls through to the error below */
   }
   const m = /^v:(\d{1,10})$/.exec(text);
-  if (!m) throw badRequest('cursor: not a cursor this API returned');
+  if (!m || Number(m[1]) > MAX_VERSION + 1) throw badRequest('cursor: not a cursor this API returned');
   return Number(m[1]);
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -6,11 +6,14 @@ export const uuid = z
   .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a UUID')
   .transform((s) => s.toLowerCase());
 
+/** Versions stop well below int4's limit, so "the next version" can never overflow. */
+export const MAX_VERSION = 1_000_000_000;
+
 export const saveRequest = z
   .strictObject({
     project_id: uuid.describe('The project this generation belongs to; created, owned by the caller, on first save.'),
     generation_id: uuid.optional().describe('Generated when absent. Re-sending the same generation is idempotent.'),
-    version: z.int().min(1).max(2_147_483_647).optional().describe("Defaults to the project's next version."),
+    version: z.int().min(1).max(MAX_VERSION).optional().describe("Defaults to the project's next version."),
     files: z.record(z.string(), z.string()).describe('Relative path -> UTF-8 content. Paths must be relative, without "..", "\\" or NUL.'),
     metadata: z.record(z.string(), z.unknown()).optional().describe('Free-form JSON object stored in manifest.json.'),
     owner_id: uuid.optional().describe('Service role only: the user who owns the generation.'),
@@ -18,7 +21,13 @@ export const saveRequest = z
 
 export const listQuery = z.strictObject({
   project_id: uuid,
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: z
+    .string()
+    .regex(/^\d{1,3}$/, 'must be a whole number from 1 to 100')
+    .transform(Number)
+    .pipe(z.int().min(1, 'must be a whole number from 1 to 100').max(100, 'must be a whole number from 1 to 100'))
+    .optional()
+    .transform((v) => v ?? 20),
   cursor: z.string().max(64).optional(),
 });
 

@@ -8,6 +8,7 @@ import type { Database, Tx } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import { AppError, badRequest, ErrorCode, forbidden, generationNotFound, projectNotFound, tooLarge } from '../errors.ts';
+import { hasLoneSurrogate } from '../json-safety.ts';
 import type { Logger } from '../log.ts';
 import { normaliseFileSet } from '../secure-path.ts';
 import type { LocalStore } from '../stores/local-store.ts';
@@ -183,6 +184,8 @@ export class GenerationService {
     const enc = new TextEncoder();
     let total = 0;
     return paths.map((p, i) => {
+      // UTF-8 cannot carry an unpaired surrogate: it would be stored as U+FFFD, not as sent.
+      if (hasLoneSurrogate(input[p]!)) throw badRequest(`files[${JSON.stringify(p)}]: content is not valid Unicode (unpaired surrogate)`);
       const data = enc.encode(input[p]!);
       if (data.byteLength > maxFileBytes) throw tooLarge(`files[${JSON.stringify(p)}]: ${data.byteLength} bytes, the limit is ${maxFileBytes}`);
       total += data.byteLength;
@@ -213,6 +216,7 @@ function mapDbError(err: unknown): unknown {
     return new AppError(ErrorCode.GenerationConflict, 409, 'that generation id is already taken', { cause: err });
   }
   if (e.code === '42501') return projectNotFound();
+  if (e.code === '22P05' || e.code === '22P02' || e.code === '22003') return badRequest('a value cannot be stored (invalid text or out of range)');
   if (e.code === '23503') return new AppError(ErrorCode.GenerationConflict, 409, 'project belongs to another owner', { cause: err });
   return err;
 }

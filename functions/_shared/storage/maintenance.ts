@@ -40,17 +40,8 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
 
   if (deps.cloud) {
     const { store, uploads: queue } = deps.cloud;
-    const waiting = await deps.db.asService((tx) => repo.listNotUploaded(tx, 10_000));
-    uploads = { retried: 0, uploaded: 0, still_failing: 0, marked_lost: 0 };
-    const retry: string[] = [];
-    for (const record of waiting) {
-      if (await deps.local.hasLocalCopy(record)) retry.push(record.id);
-      else {
-        await deps.db.asService((tx) => repo.markLost(tx, record.id, 'no local copy left and never uploaded'));
-        deps.log.error('upload can never succeed: marked lost', { generation_id: record.id, key: record.storageKey });
-        uploads.marked_lost++;
-      }
-    }
+    const { uploadable: retry, markedLost } = await queue.triage(10_000);
+    uploads = { retried: 0, uploaded: 0, still_failing: 0, marked_lost: markedLost };
     uploads.retried = retry.length;
     // A few at a time, like the queue: maintenance must not flood the Storage API.
     let next = 0;

@@ -9,6 +9,9 @@ import type { LocalGenerationStorage } from './generation-storage.ts';
 export interface UploadQueueOptions {
   /** Uploads at once; the rest wait in line. */
   concurrency: number;
+  /** A row without a local copy, untouched this long, can never be uploaded: it is marked lost. */
+  lostAfterMs: number;
+  now?: () => number;
   /**
    * Keeps the runtime alive while background work runs: `EdgeRuntime.waitUntil` on Supabase Edge, where a
    * worker may otherwise stop once the response is sent. Node needs nothing.
@@ -29,6 +32,7 @@ export class UploadQueue {
   private running = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
+  private readonly now: () => number;
 
   constructor(
     private readonly db: Database,
@@ -36,7 +40,9 @@ export class UploadQueue {
     private readonly cloud: CloudStore,
     private readonly log: Logger,
     private readonly opts: UploadQueueOptions,
-  ) {}
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
 
   /** Queues a generation (once, however often it is asked). */
   enqueue(generationId: string): void {
@@ -47,19 +53,31 @@ export class UploadQueue {
   }
 
   /**
-   * Queues every generation not yet in the bucket whose local copy this server still holds; returns how many.
-   * The others cannot be uploaded from here (maintenance reports them).
+   * Sorts the generations not yet in the bucket: those this server can upload (it holds the local copy), and
+   * those that never can be — no local copy, and untouched for `lostAfterMs` (so not an upload under way
+   * elsewhere) — which it marks `lost`, so they stop filling every retry batch.
    */
-  async resume(limit = 1000): Promise<number> {
+  async triage(limit = 1000): Promise<{ uploadable: string[]; markedLost: number }> {
     const rows = await this.db.asService((tx) => repo.listNotUploaded(tx, limit));
-    let queued = 0;
+    const uploadable: string[] = [];
+    let markedLost = 0;
     for (const r of rows) {
-      if (!(await this.local.hasLocalCopy(r))) continue;
-      this.enqueue(r.id);
-      queued++;
+      if (await this.local.hasLocalCopy(r)) uploadable.push(r.id);
+      else if (this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
+        await this.db.asService((tx) => repo.markLost(tx, r.id, 'no local copy left and never uploaded'));
+        this.log.error('upload can never succeed: marked lost', { generation_id: r.id, key: r.storageKey });
+        markedLost++;
+      }
     }
-    if (queued) this.log.info('uploads resumed', { count: queued, without_local_copy: rows.length - queued });
-    return queued;
+    return { uploadable, markedLost };
+  }
+
+  /** Queues every generation this server can upload; returns how many. */
+  async resume(limit = 1000): Promise<number> {
+    const { uploadable } = await this.triage(limit);
+    for (const id of uploadable) this.enqueue(id);
+    if (uploadable.length) this.log.info('uploads resumed', { count: uploadable.length });
+    return uploadable.length;
   }
 
   /** Resolves when nothing is waiting or running. */

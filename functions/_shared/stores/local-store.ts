@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { encodeManifest, parseManifest, type Manifest } from '../archive/manifest.ts';
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
@@ -200,11 +201,11 @@ export class LocalStore {
     }
   }
 
-  /** Whether the root exists and accepts writes. */
+  /** Whether the root can be written (creating it if needed); cheap enough for every health check. */
   async writable(): Promise<boolean> {
     try {
-      const scratch = await this.scratchDir();
-      await rm(scratch, { recursive: true, force: true });
+      await mkdir(this.root, { recursive: true });
+      await access(this.root, constants.W_OK);
       return true;
     } catch {
       return false;
