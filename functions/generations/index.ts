@@ -12,4 +12,6 @@ const db = createDatabase(openPostgres(config.databaseUrl!, { max: 1 }));
 const edge = (globalThis as { EdgeRuntime?: { waitUntil(work: Promise<unknown>): void } }).EdgeRuntime;
 const { app } = buildApps(config, db, log, { keepAlive: edge && ((work) => edge.waitUntil(work)) });
 
-Deno.serve(app.fetch);
+// Supabase's runtime chooses the port; PORT is only for running the entry locally (tests, `deno run`).
+const port = Number(Deno.env.get('PORT'));
+Deno.serve(port ? { port } : {}, app.fetch);

@@ -11,4 +11,6 @@ const log = createLogger(config.logLevel);
 const db = createDatabase(openPostgres(config.databaseUrl!, { max: 1 }));
 const { maintenanceApp } = buildApps(config, db, log);
 
-Deno.serve(maintenanceApp.fetch);
+// Supabase's runtime chooses the port; PORT is only for running the entry locally (tests, `deno run`).
+const port = Number(Deno.env.get('PORT'));
+Deno.serve(port ? { port } : {}, maintenanceApp.fetch);

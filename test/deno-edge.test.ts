@@ -1,0 +1,126 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createDatabase } from '../functions/_shared/db/database.ts';
+import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
+import { freePort, JWT_SECRET, migrateAll, sampleFiles, serviceToken, tempDir, userToken } from './helpers/context.ts';
+import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+
+// The Supabase Edge entries themselves, under Deno (the npm `deno` binary, imports from deno.json only), on
+// loopback against real PostgreSQL 15 and the Storage stand-in: save, get, download, then maintenance once.
+
+const adminUrl = inject('databaseUrl');
+const deno = 'node_modules/.bin/deno';
+const ready = Boolean(adminUrl) && existsSync(deno);
+if (!ready) console.warn('\n!!! test/deno-edge.test.ts SKIPPED: needs PostgreSQL (see test/global-setup.ts) and the npm `deno` package !!!\n');
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function startEntry(entry: string, env: Record<string, string>): Promise<{ child: ChildProcess; base: string; output: () => string }> {
+  const port = await freePort();
+  let output = '';
+  const child = spawn(deno, ['run', '-A', '--node-modules-dir=none', '--config', 'deno.json', entry], {
+    env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1', PORT: String(port), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) break;
+    try {
+      await fetch(base);
+      return { child, base, output: () => output };
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  child.kill('SIGKILL');
+  throw new Error(`${entry} did not start under Deno:\n${output}`);
+}
+
+describe.skipIf(!ready)('edge entries under Deno', () => {
+  const dbName = `cb_edge_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const dir = tempDir();
+  let admin: ReturnType<typeof postgres>;
+  let standIn: StandIn;
+  let env: Record<string, string>;
+  const entries: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create database ${dbName}`);
+    const u = new URL(adminUrl);
+    u.pathname = `/${dbName}`;
+    const db = createDatabase(openPostgres(u.toString()));
+    await migrateAll(db);
+    await db.close();
+    standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
+    // What Supabase provides, plus our custom secrets (none may start with SUPABASE_).
+    env = {
+      SUPABASE_URL: standIn.url,
+      SUPABASE_DB_URL: u.toString(),
+      SUPABASE_SERVICE_ROLE_KEY: standIn.serviceKey,
+      JWT_SECRET,
+      USE_CLOUD_STORAGE: 'true',
+      STORAGE_PATH: join(dir.path, 'projects'),
+      CACHE_PATH: join(dir.path, 'cache'),
+      LOG_LEVEL: 'info',
+    };
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of entries) c.kill('SIGKILL');
+    await standIn?.close();
+    await admin?.unsafe(`drop database if exists ${dbName} with (force)`);
+    await admin?.end();
+    dir.remove();
+  });
+
+  it('serves generations: save, get, download, with the upload done in the background', async () => {
+    const fn = await startEntry('functions/generations/index.ts', env);
+    entries.push(fn.child);
+    // the bucket exists on Supabase (migration); the stand-in needs it made
+    const bucket = await fetch(`${standIn.url}/storage/v1/bucket`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${standIn.serviceKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'codebegen-projects', name: 'codebegen-projects', public: false }),
+    });
+    expect(bucket.status).toBe(200);
+
+    const alice = randomUUID();
+    const A = { authorization: `Bearer ${await userToken(alice)}` };
+    const files = sampleFiles(5);
+    const res = await fetch(`${fn.base}/generations`, { method: 'POST', headers: { ...A, 'content-type': 'application/json' }, body: JSON.stringify({ project_id: randomUUID(), files }) });
+    expect(res.status, fn.output()).toBe(201);
+    const saved = (await res.json()) as { generation_id: string; sha256: string; storage: { status: string } };
+    expect(saved.storage.status).toBe('pending');
+
+    let got: { storage: { status: string }; download_url: string } | undefined;
+    for (let i = 0; i < 100; i++) {
+      got = (await (await fetch(`${fn.base}/generations/${saved.generation_id}`, { headers: A })).json()) as typeof got;
+      if (got!.storage.status === 'uploaded') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(got!.storage.status, fn.output()).toBe('uploaded');
+    expect(got!.download_url.startsWith(`${standIn.url}/storage/v1/object/sign/`)).toBe(true);
+    expect(sha256(new Uint8Array(await (await fetch(got!.download_url)).arrayBuffer()))).toBe(saved.sha256);
+    const direct = await fetch(`${fn.base}/generations/${saved.generation_id}/download`, { headers: A });
+    expect(sha256(new Uint8Array(await direct.arrayBuffer()))).toBe(saved.sha256);
+    expect((await fetch(`${fn.base}/generations/${saved.generation_id}`, { headers: { authorization: `Bearer ${await userToken(randomUUID())}` } })).status).toBe(404);
+  }, 120_000);
+
+  it('runs storage-maintenance once for the service key, and refuses anyone else', async () => {
+    const fn = await startEntry('functions/storage-maintenance/index.ts', env);
+    entries.push(fn.child);
+    expect((await fetch(`${fn.base}/storage-maintenance`, { method: 'POST' })).status).toBe(401);
+    const res = await fetch(`${fn.base}/storage-maintenance`, { method: 'POST', headers: { authorization: `Bearer ${await serviceToken()}` } });
+    expect(res.status, fn.output()).toBe(200);
+    const report = (await res.json()) as { cache: unknown; uploads: unknown; orphans: { objects_without_rows: string[] } };
+    expect(report).toMatchObject({ cache: { removed: 0 }, orphans: { objects_without_rows: [], rows_without_objects: [] } });
+    expect(fn.output()).toContain('"msg":"maintenance finished"');
+  }, 120_000);
+});
