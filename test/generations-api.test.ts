@@ -260,6 +260,8 @@ describe('GET /generations/:id, download and DELETE', () => {
     expect((await errorOf(await req(`/${other.generation_id}/download?token=${token}`))).code).toBe('invalid_download_token');
     expect((await req(`/${gen.generation_id}/download`)).status).toBe(401);
     expect((await req(`/${gen.generation_id}/download`, { token: A })).status).toBe(200);
+    // a client that has these bytes already gets 304
+    expect((await req(`/${gen.generation_id}/download`, { token: A, headers: { 'if-none-match': `"${gen.sha256}"` } })).status).toBe(304);
     expect((await req(`/${gen.generation_id}/download`, { token: B })).status).toBe(404);
     // one structured line per request, and never the token
     expect(ctx.log.lines.some((l) => l.msg === 'request' && l.path === `/generations/${gen.generation_id}/download` && l.status === 200)).toBe(true);
@@ -321,6 +323,15 @@ describe('health, OpenAPI, CORS and unknown routes', () => {
     expect(res.status).toBe(204);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-allow-headers')).toMatch(/authorization/);
+  });
+
+  it('answers other methods on known paths with 405 and Allow', async () => {
+    for (const [method, path, allow] of [['PUT', '', 'GET, POST'], ['PATCH', `/${randomUUID()}`, 'GET, DELETE'], ['POST', `/${randomUUID()}/download`, 'GET']] as const) {
+      const res = await req(path, { method, token: A });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get('allow')).toBe(allow);
+      expect((await errorOf(res)).code).toBe('method_not_allowed');
+    }
   });
 
   it('answers unknown routes with a JSON 404', async () => {

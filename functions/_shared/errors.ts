@@ -10,6 +10,7 @@ export const ErrorCode = {
   InvalidDownloadToken: 'invalid_download_token',
   DownloadTokenExpired: 'download_token_expired',
   NotFound: 'not_found',
+  MethodNotAllowed: 'method_not_allowed',
   GenerationNotFound: 'generation_not_found',
   ProjectNotFound: 'project_not_found',
   VersionConflict: 'version_conflict',

@@ -176,13 +176,15 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
       who = await principal(c);
     }
     const { record, bytes } = await service.archive(who, id);
+    const etag = `"${record.archiveSha256}"`;
+    if (c.req.header('if-none-match') === etag) return c.body(null, 304, { etag });
     const name = `${generationDirName({ version: record.version, generationId: record.id })}.tar.gz`;
     return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
       'content-type': 'application/gzip',
       'content-length': String(bytes.byteLength),
       'content-disposition': `attachment; filename="${name}"`,
       'x-checksum-sha256': record.archiveSha256,
-      etag: `"${record.archiveSha256}"`,
+      etag,
       'cache-control': 'private, no-store',
     });
   });
@@ -192,6 +194,13 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
     await service.delete(await principal(c), id);
     return c.body(null, 204);
   });
+
+  // Known paths, other methods: 405 with what is allowed (registered last, so only unmatched requests land here).
+  const notAllowed = (allow: string) => (c: Context) =>
+    c.json({ error: { code: ErrorCode.MethodNotAllowed, message: `${c.req.method} is not allowed here; use ${allow}` } }, 405, { allow });
+  app.all('/', notAllowed('GET, POST'));
+  app.all('/:id/download', notAllowed('GET'));
+  app.all('/:id', notAllowed('GET, DELETE'));
 
   return app;
 }
