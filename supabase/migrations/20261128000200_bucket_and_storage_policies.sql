@@ -7,6 +7,7 @@ insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_typ
 values ('codebegen-projects', 'codebegen-projects', false, 52428800, array['application/gzip'])
 on conflict (id) do update
   set public = false,
+      file_size_limit = excluded.file_size_limit,
       allowed_mime_types = excluded.allowed_mime_types;
 
 create policy "codebegen: owners read their project archives" on storage.objects

@@ -9,13 +9,18 @@
 
 do $migration$
 begin
-  if not exists (select 1 from pg_available_extensions where name = 'pg_cron')
-     or coalesce(current_setting('shared_preload_libraries', true), '') !~ 'pg_cron'
-     or current_database() <> coalesce(current_setting('cron.database_name', true), 'postgres') then
-    raise notice 'pg_cron is not available in this database: maintenance is not scheduled here';
+  if not exists (select 1 from pg_available_extensions where name = 'pg_cron') then
+    raise notice 'pg_cron is not installed: maintenance is not scheduled here';
     return;
   end if;
-  create extension if not exists pg_cron;
+  -- Not loaded (shared_preload_libraries), or not this cluster's cron database: skip, don't fail. (Reading
+  -- shared_preload_libraries ourselves needs a superuser, which Supabase's migrating role is not.)
+  begin
+    create extension if not exists pg_cron;
+  exception when others then
+    raise notice 'pg_cron cannot be used in this database (%): maintenance is not scheduled here', sqlerrm;
+    return;
+  end;
   if exists (select 1 from pg_available_extensions where name = 'pg_net') then
     create extension if not exists pg_net;
   end if;
