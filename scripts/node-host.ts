@@ -43,7 +43,10 @@ export interface NodeServer {
 
 /** Starts every function under /functions/v1 on Node: the embedded default and self-hosting. */
 export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: WiringOptions } = {}): Promise<NodeServer> {
-  const config = loadConfig(env);
+  const loaded = loadConfig(env);
+  // Against a Supabase project, accept its users' tokens (asymmetric keys) without further setting.
+  const jwksUrl = loaded.auth.jwksUrl ?? (loaded.supabase.url && `${loaded.supabase.url}/auth/v1/.well-known/jwks.json`);
+  const config = { ...loaded, auth: { ...loaded.auth, jwksUrl } };
   const log = opts.log ?? createLogger(config.logLevel);
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);

@@ -144,6 +144,36 @@ describe('cloud enabled', () => {
     expect(await row(lost.generation_id)).toMatchObject([{ upload_status: 'failed', upload_attempts: 1 }]);
   });
 
+  it('uploads a generation another host marked lost, when this host has its copy', async () => {
+    standIn.faults.failNext(1000, 503);
+    const g = await save();
+    await ctx.uploads!.idle();
+    standIn.faults.clear();
+    await ctx.db.asService((tx) => tx.query(`update generations set upload_status = 'lost' where id = $1::uuid`, [g.generation_id]));
+    await ctx.uploads!.resume();
+    await ctx.uploads!.idle();
+    expect((await row(g.generation_id))[0]!.upload_status).toBe('uploaded');
+  });
+
+  it('gives up at once (lost, not retried) on an archive the bucket refuses as too large', async () => {
+    const setLimit = (bytes: number) =>
+      fetch(`${standIn.url}/storage/v1/bucket/codebegen-projects`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${standIn.serviceKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'codebegen-projects', public: false, file_size_limit: bytes }),
+      });
+    expect((await setLimit(10)).status).toBe(200);
+    try {
+      const g = await save();
+      await ctx.uploads!.idle();
+      const [r] = await row(g.generation_id);
+      expect(r).toMatchObject({ upload_status: 'lost', upload_attempts: 1 });
+      expect(r!.upload_error).toMatch(/too large|EntityTooLarge|413|Payload/i);
+    } finally {
+      await setLimit(104_857_600);
+    }
+  });
+
   it('retries transient failures within one upload (503, dropped connection) and succeeds', async () => {
     standIn.faults.failNext(1, 503);
     standIn.faults.dropNext(1);

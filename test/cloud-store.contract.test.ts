@@ -11,7 +11,8 @@ import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 // (and SUPABASE_JWT_SECRET for the user-token cases) to run the very same cases against a real Storage API.
 // It works in its own bucket (CONTRACT_BUCKET, default codebegen-contract-tests) and removes what it wrote.
 
-const real = process.env.SUPABASE_URL && process.env.SUPABASE_SERVICE_KEY;
+const realKey = process.env.SUPABASE_SERVICE_KEY ?? process.env.SUPABASE_SERVICE_ROLE_KEY;
+const real = process.env.SUPABASE_URL && realKey;
 const bucket = process.env.CONTRACT_BUCKET ?? 'codebegen-contract-tests';
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 console.log(real ? `contract: against the real Storage API at ${process.env.SUPABASE_URL}` : 'contract: against the Storage stand-in (set SUPABASE_URL and SUPABASE_SERVICE_KEY for a real one)');
@@ -28,7 +29,7 @@ const bytes = (n: number) => new Uint8Array(Array.from({ length: n }, (_, i) => 
 beforeAll(async () => {
   if (real) {
     url = process.env.SUPABASE_URL!.replace(/\/+$/, '');
-    serviceKey = process.env.SUPABASE_SERVICE_KEY!;
+    serviceKey = realKey!;
     jwtSecret = process.env.SUPABASE_JWT_SECRET;
   } else {
     standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });

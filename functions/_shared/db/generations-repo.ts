@@ -153,19 +153,23 @@ export async function markUploaded(tx: Tx, id: string): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** Records a failed attempt; the generation stays local and is tried again later. */
-export async function markUploadFailed(tx: Tx, id: string, error: string): Promise<void> {
+/** Records a failed attempt: tried again later (`failed`), or never again (`lost`) when it cannot succeed. */
+export async function markUploadFailed(tx: Tx, id: string, error: string, status: 'failed' | 'lost' = 'failed'): Promise<void> {
   await tx.query(
-    `update public.generations set upload_status = 'failed', upload_attempts = upload_attempts + 1, upload_error = left($2, 1000)
+    `update public.generations set upload_status = $3, upload_attempts = upload_attempts + 1, upload_error = left($2, 1000)
      where id = $1::uuid and upload_status <> 'uploaded'`,
-    [id, error],
+    [id, error, status],
   );
 }
 
-/** Generations not yet in the bucket (saved while cloud was off, pending, or failed), oldest first. */
+/**
+ * Generations not yet in the bucket, oldest first, `lost` ones last: "lost" only means no host that looked had
+ * a local copy — another host (sharing this database) may have one and upload it yet.
+ */
 export async function listNotUploaded(tx: Tx, limit: number): Promise<GenerationRecord[]> {
   const rows = await tx.query<Row>(
-    `select ${COLUMNS} from public.generations where upload_status in ('local', 'pending', 'failed') order by updated_at limit $1::int`,
+    `select ${COLUMNS} from public.generations where upload_status in ('local', 'pending', 'failed', 'lost')
+     order by upload_status = 'lost', updated_at limit $1::int`,
     [limit],
   );
   return rows.map(toRecord);
@@ -173,7 +177,7 @@ export async function listNotUploaded(tx: Tx, limit: number): Promise<Generation
 
 /** Marks an upload that can never succeed (no cloud copy, no local copy): it stops being retried. */
 export async function markLost(tx: Tx, id: string, why: string): Promise<void> {
-  await tx.query(`update public.generations set upload_status = 'lost', upload_error = left($2, 1000) where id = $1::uuid and upload_status <> 'uploaded'`, [id, why]);
+  await tx.query(`update public.generations set upload_status = 'lost', upload_error = left($2, 1000) where id = $1::uuid and upload_status not in ('uploaded', 'lost')`, [id, why]);
 }
 
 /** Storage keys of every generation the database says is in the bucket. */

@@ -2,6 +2,7 @@ import { sha256Hex } from '../archive/manifest.ts';
 import type { Database } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
+import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalGenerationStorage } from './generation-storage.ts';
@@ -63,7 +64,7 @@ export class UploadQueue {
     let markedLost = 0;
     for (const r of rows) {
       if (await this.local.hasLocalCopy(r)) uploadable.push(r.id);
-      else if (this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
+      else if (r.uploadStatus !== 'lost' && this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
         await this.db.asService((tx) => repo.markLost(tx, r.id, 'no local copy left and never uploaded'));
         this.log.error('upload can never succeed: marked lost', { generation_id: r.id, key: r.storageKey });
         markedLost++;
@@ -114,7 +115,9 @@ export class UploadQueue {
       return 'uploaded';
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      await this.db.asService((tx) => repo.markUploadFailed(tx, record.id, message)).catch(() => {});
+      // Too large for the bucket: no retry will ever change that.
+      const permanent = err instanceof AppError && err.code === ErrorCode.PayloadTooLarge;
+      await this.db.asService((tx) => repo.markUploadFailed(tx, record.id, message, permanent ? 'lost' : 'failed')).catch(() => {});
       this.log.warn('upload failed', { ...fields, attempts: record.uploadAttempts + 1, error: message });
       return 'failed';
     }
