@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase } from '../functions/_shared/db/database.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { freePort, JWT_SECRET, migrateAll, sampleFiles, serviceToken, tempDir, userToken } from './helpers/context.ts';
+import { scratchDatabase } from './helpers/scratch-db.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
 // The Supabase Edge entries themselves, under Deno (the npm `deno` binary, imports from deno.json only), on
@@ -43,26 +43,22 @@ async function startEntry(entry: string, env: Record<string, string>): Promise<{
 }
 
 describe.skipIf(!ready)('edge entries under Deno', () => {
-  const dbName = `cb_edge_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
   const dir = tempDir();
-  let admin: ReturnType<typeof postgres>;
+  let scratch: Awaited<ReturnType<typeof scratchDatabase>>;
   let standIn: StandIn;
   let env: Record<string, string>;
   const entries: ChildProcess[] = [];
 
   beforeAll(async () => {
-    admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`create database ${dbName}`);
-    const u = new URL(adminUrl);
-    u.pathname = `/${dbName}`;
-    const db = createDatabase(openPostgres(u.toString()));
+    scratch = await scratchDatabase(adminUrl, 'cb_edge');
+    const db = createDatabase(openPostgres(scratch.url));
     await migrateAll(db);
     await db.close();
     standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
     // What Supabase provides, plus our custom secrets (none may start with SUPABASE_).
     env = {
       SUPABASE_URL: standIn.url,
-      SUPABASE_DB_URL: u.toString(),
+      SUPABASE_DB_URL: scratch.url,
       SUPABASE_SERVICE_ROLE_KEY: standIn.serviceKey,
       JWT_SECRET,
       USE_CLOUD_STORAGE: 'true',
@@ -75,8 +71,7 @@ describe.skipIf(!ready)('edge entries under Deno', () => {
   afterAll(async () => {
     for (const c of entries) c.kill('SIGKILL');
     await standIn?.close();
-    await admin?.unsafe(`drop database if exists ${dbName} with (force)`);
-    await admin?.end();
+    await scratch?.drop();
     dir.remove();
   });
 

@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase } from '../functions/_shared/db/database.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { migrateAll } from './helpers/context.ts';
+import { scratchDatabase } from './helpers/scratch-db.ts';
 
 // The pgTAP suites in supabase/tests/database (what `supabase test db` runs) against a real PostgreSQL server:
 // a fresh database per run, the bootstrap and every migration applied as the servers do, then pg_prove.
@@ -43,16 +42,12 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ co
 }
 
 describe.skipIf(!!skipReason)('pgTAP suites (supabase/tests/database) on real PostgreSQL', () => {
-  const name = `cb_pgtap_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-  let admin: ReturnType<typeof postgres>;
+  let scratch: Awaited<ReturnType<typeof scratchDatabase>>;
   let url: string;
 
   beforeAll(async () => {
-    admin = postgres(adminUrl!, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`create database ${name}`);
-    const u = new URL(adminUrl!);
-    u.pathname = `/${name}`;
-    url = u.toString();
+    scratch = await scratchDatabase(adminUrl!, 'cb_pgtap');
+    url = scratch.url;
     const db = createDatabase(openPostgres(url, { max: 1 }));
     try {
       await migrateAll(db);
@@ -62,9 +57,7 @@ describe.skipIf(!!skipReason)('pgTAP suites (supabase/tests/database) on real Po
   });
 
   afterAll(async () => {
-    if (!admin) return;
-    await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.end();
+    await scratch?.drop();
   });
 
   it('every suite passes under pg_prove', async () => {

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase } from '../functions/_shared/db/database.ts';
 import { readMigrations } from '../functions/_shared/db/migration-files.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
+import { scratchDatabase } from './helpers/scratch-db.ts';
 import { appContext, migrateAll, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
 
 // The same migrations and code path on a real PostgreSQL server through postgres.js (Debian's
@@ -13,18 +13,14 @@ const adminUrl = inject('databaseUrl');
 if (!adminUrl) console.warn('\n!!! test/postgres.test.ts SKIPPED: no PostgreSQL server (see test/global-setup.ts) !!!\n');
 
 describe.skipIf(!adminUrl)('on real PostgreSQL via postgres.js', () => {
-  const name = `cb_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-  let admin: ReturnType<typeof postgres>;
+  let scratch: Awaited<ReturnType<typeof scratchDatabase>>;
   let url: string;
   let ctx: AppContext;
   let appliedByRunners: string[][];
 
   beforeAll(async () => {
-    admin = postgres(adminUrl!, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`create database ${name}`);
-    const u = new URL(adminUrl!);
-    u.pathname = `/${name}`;
-    url = u.toString();
+    scratch = await scratchDatabase(adminUrl);
+    url = scratch.url;
     // two runners at once on a new database, as two servers starting together would
     const runners = [createDatabase(openPostgres(url, { max: 2 })), createDatabase(openPostgres(url, { max: 2 }))];
     try {
@@ -37,8 +33,7 @@ describe.skipIf(!adminUrl)('on real PostgreSQL via postgres.js', () => {
 
   afterAll(async () => {
     await ctx?.close();
-    await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.end();
+    await scratch?.drop();
   });
 
   it('applies each migration exactly once with concurrent runners, and nothing on a re-run', async () => {
