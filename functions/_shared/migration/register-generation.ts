@@ -1,0 +1,79 @@
+import { manifestTime, storageKey } from '../archive/generation-archive.ts';
+import type { Database, Tx } from '../db/database.ts';
+import * as repo from '../db/generations-repo.ts';
+import type { PreparedGeneration } from './prepare-generation.ts';
+
+/** A generation that cannot be registered as it is (another owner, version taken, other content under its id). */
+export class RegistrationConflict extends Error {
+  override name = 'RegistrationConflict';
+}
+
+/** What the database says about a prepared generation, read only (what a dry run may do). */
+export type RowState = 'absent' | 'not_uploaded' | 'uploaded';
+
+/** Throws RegistrationConflict when the row under this id is another generation; else its state. */
+export async function rowState(db: Database, g: PreparedGeneration, ownerId: string): Promise<RowState> {
+  return db.asService(async (tx): Promise<RowState> => {
+    const existing = await repo.findGeneration(tx, g.ref.generationId);
+    if (existing) {
+      assertSame(existing, g, ownerId);
+      return existing.uploadStatus === 'uploaded' ? 'uploaded' : 'not_uploaded';
+    }
+    await assertPlaceable(tx, g, ownerId);
+    return 'absent';
+  });
+}
+
+/**
+ * Registers the generation's row as the API would have written it (project created for its owner, status
+ * `pending` until the upload is verified), unless that very generation is already there. Returns the row's state
+ * before this call.
+ */
+export async function registerGeneration(db: Database, g: PreparedGeneration, ownerId: string): Promise<RowState> {
+  return db.asService(async (tx) => {
+    await repo.lockProject(tx, g.ref.projectId);
+    const existing = await repo.findGeneration(tx, g.ref.generationId);
+    if (existing) {
+      assertSame(existing, g, ownerId);
+      return existing.uploadStatus === 'uploaded' ? 'uploaded' : 'not_uploaded';
+    }
+    await assertPlaceable(tx, g, ownerId);
+    const owner = await repo.ensureProject(tx, g.ref.projectId, ownerId);
+    if (owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner})`);
+    await repo.insertGeneration(tx, {
+      id: g.ref.generationId,
+      projectId: g.ref.projectId,
+      ownerId,
+      version: g.ref.version,
+      fileCount: g.manifest.file_count,
+      totalSizeBytes: g.manifest.total_size_bytes,
+      archiveSizeBytes: g.archive.bytes.byteLength,
+      archiveSha256: g.archive.sha256,
+      contentSha256: g.contentSha256,
+      manifest: g.manifest,
+      storageKey: storageKey(g.ref),
+      uploadStatus: 'pending',
+      createdAt: manifestTime(g.manifest),
+    });
+    return 'absent';
+  });
+}
+
+async function assertPlaceable(tx: Tx, g: PreparedGeneration, ownerId: string) {
+  const owners = await tx.query<{ owner_id: string }>(`select owner_id::text from public.projects where id = $1::uuid`, [g.ref.projectId]);
+  const owner = owners[0]?.owner_id;
+  if (owner !== undefined && owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner}), not ${ownerId}`);
+  if (await repo.versionTaken(tx, g.ref.projectId, g.ref.version)) {
+    throw new RegistrationConflict(`version ${g.ref.version} of project ${g.ref.projectId} is already another generation`);
+  }
+}
+
+function assertSame(existing: repo.GenerationRecord, g: PreparedGeneration, ownerId: string) {
+  const diffs: string[] = [];
+  if (existing.projectId !== g.ref.projectId) diffs.push(`project ${existing.projectId}`);
+  if (existing.version !== g.ref.version) diffs.push(`version ${existing.version}`);
+  if (existing.ownerId !== ownerId) diffs.push(`owner ${existing.ownerId}`);
+  if (existing.contentSha256 !== g.contentSha256) diffs.push('other files or metadata');
+  else if (existing.archiveSha256 !== g.archive.sha256) diffs.push('another archive (sha256)');
+  if (diffs.length) throw new RegistrationConflict(`generation ${g.ref.generationId} is already registered with ${diffs.join(', ')}`);
+}

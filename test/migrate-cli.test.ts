@@ -1,0 +1,424 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { storageKey } from '../functions/_shared/archive/generation-archive.ts';
+import { contentDigest, parseManifest, sha256Hex } from '../functions/_shared/archive/manifest.ts';
+import { unpackTree, type TreeFile } from '../functions/_shared/archive/tar-gz.ts';
+import type { Database } from '../functions/_shared/db/database.ts';
+import * as repo from '../functions/_shared/db/generations-repo.ts';
+import { parseCliArgs } from '../functions/_shared/migration/cli-args.ts';
+import { emptyMapping, parseMapping, type OwnerMapping } from '../functions/_shared/migration/owner-mapping.ts';
+import type { MigrationReport } from '../functions/_shared/migration/report.ts';
+import { runMigration, type MigrationDeps, type MigrationOptions } from '../functions/_shared/migration/runner.ts';
+import { SupabaseCloudStore, type CloudStore } from '../functions/_shared/stores/cloud-store.ts';
+import { appContext, JWT_SECRET, memoryLogger, migratedPGlite, tempDir, userToken } from './helpers/context.ts';
+import { buildSampleTree, genFiles, snapshotTree, writePythonGenerations, type PyGeneration } from './helpers/migration-tree.ts';
+import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+
+// The migration CLI (issue 5): every layout CodebeGen left on disk, broken generations, dry run, real run
+// against the Storage stand-in and real Postgres (PGlite), re-runs, faults and interruptions, and the CLI itself.
+
+const execFileP = promisify(execFile);
+const BUCKET = 'codebegen-projects';
+const FAST_RETRY = { retries: 2, minTimeoutMs: 5, maxTimeoutMs: 20 };
+const LIMITS = { maxFiles: 5000, maxFileBytes: 10 * 1024 * 1024, maxGenerationBytes: 50 * 1024 * 1024 };
+const UNPACK = { maxEntries: 20_000, maxFileBytes: 50 * 1024 * 1024, maxTotalBytes: 200 * 1024 * 1024 };
+
+let standIn: StandIn;
+let db: Database;
+let cloud: CloudStore;
+let tmp: ReturnType<typeof tempDir>;
+
+beforeAll(async () => {
+  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
+  db = await migratedPGlite();
+  cloud = new SupabaseCloudStore({ url: standIn.url, serviceKey: standIn.serviceKey, bucket: BUCKET, fileSizeLimit: LIMITS.maxGenerationBytes }, memoryLogger(), FAST_RETRY);
+  await cloud.ensureBucket();
+});
+afterAll(async () => {
+  await db?.close();
+  await standIn?.close();
+});
+beforeEach(() => {
+  standIn.faults.clear();
+  tmp = tempDir('codebegen-migrate-');
+  return () => tmp.remove();
+});
+
+const storageDir = () => join(tmp.path, 'projects');
+const cacheDir = () => join(tmp.path, 'cache');
+
+function run(storage: string, opts: Partial<MigrationOptions> = {}, deps: Partial<MigrationDeps> = {}): Promise<MigrationReport> {
+  return runMigration(
+    { db, cloud, log: memoryLogger(), ...deps },
+    { storagePath: storage, dryRun: false, verify: true, concurrency: 4, mapping: emptyMapping(), limits: LIMITS, cacheDir: cacheDir(), ...opts },
+  );
+}
+
+const mappingFor = (projects: string[], owner: string, flat: { generation_id: string; project_id: string; version: number }[] = []): OwnerMapping => {
+  const m = emptyMapping();
+  for (const p of projects) m.projects.set(p, owner);
+  for (const f of flat) m.generations.set(f.generation_id, { projectId: f.project_id, version: f.version });
+  return m;
+};
+
+async function rowCounts() {
+  const [r] = await db.asService((tx) => tx.query<{ g: number; p: number }>('select (select count(*) from generations)::int as g, (select count(*) from projects)::int as p'));
+  return r!;
+}
+
+/** Every regular file under `dir` (relative path -> bytes): an independent read of what is on disk. */
+function readDisk(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (abs: string, rel: string) => {
+    for (const name of readdirSync(abs)) {
+      const st = lstatSync(join(abs, name));
+      const r = rel ? `${rel}/${name}` : name;
+      if (st.isDirectory()) walk(join(abs, name), r);
+      else if (st.isFile()) out.set(r, readFileSync(join(abs, name)).toString('base64'));
+    }
+  };
+  walk(dir, '');
+  return out;
+}
+
+const asMap = (files: TreeFile[]) => new Map(files.map((f) => [f.path, Buffer.from(f.data).toString('base64')]));
+const byId = (r: MigrationReport) => new Map(r.generations.map((g) => [g.generation_id, g]));
+
+describe('a storage folder with every layout and broken generations', () => {
+  let storage: string;
+  let outside: string;
+  let tree: ReturnType<typeof buildSampleTree>;
+  let owner: string;
+  let mapping: OwnerMapping;
+
+  beforeAll(() => {
+    // Shared by the tests of this block (dry run, real run, re-run), in a folder of its own.
+    const dir = tempDir('codebegen-migrate-tree-');
+    storage = join(dir.path, 'projects');
+    outside = join(dir.path, 'outside');
+    tree = buildSampleTree(storage, outside);
+    owner = randomUUID();
+    mapping = mappingFor(tree.projects, owner, [tree.flat[0]!]);
+    return () => dir.remove();
+  });
+
+  it('dry run: finds every generation, tells what would happen, and writes nothing anywhere', async () => {
+    const before = { tree: snapshotTree(storage), rows: await rowCounts(), requests: standIn.requests.length };
+    const report = await run(storage, { dryRun: true, mapping });
+    expect(snapshotTree(storage)).toEqual(before.tree);
+    expect(await rowCounts()).toEqual(before.rows);
+    expect(standIn.requests.length).toBe(before.requests);
+    expect(existsSync(cacheDir())).toBe(false);
+
+    // The report accounts for every generation folder on disk, and for nothing else.
+    const expectedIds = [...tree.good, ...tree.flat].map((g) => g.generation_id).concat([...tree.invalid.keys()]);
+    expect(report.generations.map((g) => g.generation_id).sort()).toEqual(expectedIds.sort());
+    expect(report.counts).toMatchObject({ found: 15, would_upload: tree.good.length + 1, needs_mapping: 1, invalid: 5, failed: 0, uploaded: 0, already_uploaded: 0 });
+    const ids = byId(report);
+    for (const [id, why] of tree.invalid) expect(ids.get(id)).toMatchObject({ outcome: 'invalid', reason: expect.stringContaining(why) });
+    expect(ids.get(tree.flat[1]!.generation_id)).toMatchObject({ outcome: 'needs_mapping', layout: 'flat' });
+    expect(ids.get(tree.flat[0]!.generation_id)).toMatchObject({ outcome: 'would_upload', layout: 'flat', project_id: tree.flat[0]!.project_id, version: 10 });
+    expect(ids.get(tree.good[0]!.generation_id)).toMatchObject({ layout: 'archive', manifest: 'disk' });
+    expect(ids.get(tree.good[5]!.generation_id)).toMatchObject({ manifest: 'synthesised', notes: [expect.stringContaining('does not parse')] });
+    expect(ids.get(tree.good[6]!.generation_id)).toMatchObject({ manifest: 'synthesised', notes: [expect.stringContaining('no manifest.json')] });
+    for (const g of report.generations.filter((e) => e.outcome === 'would_upload')) {
+      expect(g.archive_bytes).toBeGreaterThan(0);
+      expect(g.storage_key).toBe(storageKey({ projectId: g.project_id!, generationId: g.generation_id, version: g.version! }));
+    }
+    expect(report.bytes).toBe(report.generations.reduce((n, g) => n + (g.outcome === 'would_upload' ? g.archive_bytes! : 0), 0));
+    const ignored = report.ignored.map((i) => i.path);
+    expect(ignored.sort()).toEqual([...tree.ignored].sort());
+    expect(ignored.some((p) => p.includes('.codebegen-tmp') || p.endsWith('/active') || p.endsWith('.zip'))).toBe(false);
+  });
+
+  it('real run: uploads, verifies and registers every placeable generation exactly as the API would; local files untouched', async () => {
+    const before = snapshotTree(storage);
+    const progress: number[] = [];
+    const report = await run(storage, { mapping, onProgress: (p) => progress.push(p.done) });
+    expect(snapshotTree(storage)).toEqual(before);
+    expect(existsSync(cacheDir()) ? readdirSync(cacheDir()) : []).toEqual([]);
+    expect(progress).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(report.counts).toMatchObject({ found: 15, uploaded: tree.good.length + 1, needs_mapping: 1, invalid: 5, failed: 0 });
+
+    for (const entry of report.generations.filter((g) => g.outcome === 'uploaded')) {
+      const ref = { projectId: entry.project_id!, generationId: entry.generation_id, version: entry.version! };
+      const object = await cloud.download(storageKey(ref));
+      const row = (await db.asService((tx) => repo.findGeneration(tx, entry.generation_id)))!;
+      // The archive unpacks to byte-identical files, and to the manifest on disk when there was one that fits.
+      const unpacked = await unpackTree(object, UNPACK);
+      const root = `v${ref.version}__${ref.generationId}/`;
+      const source = unpacked.files.filter((f) => f.path.startsWith(`${root}source/`)).map((f) => ({ path: f.path.slice(`${root}source/`.length), data: f.data }));
+      const folder = join(storage, entry.path);
+      expect(asMap(source)).toEqual(readDisk(entry.layout === 'flat' ? folder : join(folder, 'source')));
+      expect(unpacked.files.map((f) => f.path).every((p) => p.startsWith(root))).toBe(true);
+      expect(unpacked.dirs).toContain(`${root}artifacts`);
+      const manifest = parseManifest(unpacked.files.find((f) => f.path === `${root}manifest.json`)!.data)!;
+      if (entry.manifest === 'disk') expect(manifest).toEqual(parseManifest(readFileSync(join(folder, 'manifest.json'))));
+      expect(manifest).toMatchObject({ generation_id: ref.generationId, project_id: ref.projectId, version: ref.version, file_count: source.length });
+      expect(Buffer.from(object).includes(Buffer.from(tree.secret))).toBe(false);
+      expect(row).toMatchObject({
+        projectId: ref.projectId,
+        ownerId: owner,
+        version: ref.version,
+        fileCount: source.length,
+        totalSizeBytes: source.reduce((n, f) => n + f.data.byteLength, 0),
+        archiveSizeBytes: object.byteLength,
+        archiveSha256: sha256Hex(object),
+        contentSha256: contentDigest(source, manifest.metadata),
+        storageKey: storageKey(ref),
+        uploadStatus: 'uploaded',
+        uploadError: null,
+      });
+      expect(row.manifest).toEqual(manifest);
+      expect(entry).toMatchObject({ verified: true, archive_sha256: sha256Hex(object) });
+    }
+    // Invalid and unplaced generations left no row.
+    for (const id of [...tree.invalid.keys(), tree.flat[1]!.generation_id]) expect(await db.asService((tx) => repo.findGeneration(tx, id))).toBeUndefined();
+  });
+
+  it('the owner sees every migrated generation through the API at once; nobody else does', async () => {
+    const ctx = await appContext({}, db);
+    const list = async (project: string, user: string) =>
+      ctx.app.request(`http://storage.test/generations?project_id=${project}&limit=100`, { headers: { authorization: `Bearer ${await userToken(user)}` } });
+    const [p1] = tree.projects;
+    const res = await list(p1!, owner);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { items?: { generation_id: string }[]; generations?: { generation_id: string }[] };
+    const items = body.items ?? body.generations ?? [];
+    const expected = [...tree.good.filter((g) => g.project_id === p1).map((g) => g.generation_id), tree.flat[0]!.generation_id];
+    expect(items.map((i) => i.generation_id).sort()).toEqual(expected.sort());
+    expect((await list(p1!, randomUUID())).status).toBe(404);
+  });
+
+  it('re-run: uploads nothing, every placed generation is already uploaded', async () => {
+    const before = standIn.requests.length;
+    const report = await run(storage, { mapping });
+    expect(report.counts).toMatchObject({ uploaded: 0, already_uploaded: tree.good.length + 1, invalid: 5, needs_mapping: 1, failed: 0 });
+    expect(standIn.requests.slice(before)).toEqual([]);
+  });
+});
+
+/** `count` good generations over `projects` projects, written by Python; returns them. */
+function simpleTree(storage: string, projects: number, perProject: number): PyGeneration[] {
+  const gens: PyGeneration[] = [];
+  for (let p = 0; p < projects; p++) {
+    const project_id = randomUUID();
+    for (let v = 1; v <= perProject; v++) gens.push({ project_id, generation_id: randomUUID(), version: v, files: genFiles(`${p}-${v}`, 5), metadata: { v } });
+  }
+  mkdirSync(storage, { recursive: true });
+  writePythonGenerations(storage, gens);
+  return gens;
+}
+
+async function expectAllUploaded(gens: PyGeneration[]) {
+  for (const g of gens) {
+    const row = await db.asService((tx) => repo.findGeneration(tx, g.generation_id));
+    expect(row?.uploadStatus, g.generation_id).toBe('uploaded');
+    const object = await cloud.download(row!.storageKey);
+    expect(sha256Hex(object)).toBe(row!.archiveSha256);
+    expect(object.byteLength).toBe(row!.archiveSizeBytes);
+  }
+}
+
+describe('selection, resumption and failures', () => {
+  it('--project-id: only those projects; the others are excluded, not touched', async () => {
+    const gens = simpleTree(storageDir(), 3, 2);
+    const [a, , c] = [gens[0]!.project_id, gens[2]!.project_id, gens[4]!.project_id];
+    const before = standIn.requests.length;
+    const report = await run(storageDir(), { projectIds: new Set([a, c]), defaultOwner: randomUUID() });
+    expect(report.counts).toMatchObject({ found: 6, uploaded: 4, excluded: 2 });
+    for (const g of gens) {
+      const row = await db.asService((tx) => repo.findGeneration(tx, g.generation_id));
+      expect(Boolean(row)).toBe(g.project_id !== gens[2]!.project_id);
+    }
+    expect(standIn.requests.slice(before).filter((r) => r.method === 'POST')).toHaveLength(4);
+  });
+
+  it('faults injected mid-run fail some generations (reported, rows marked failed); the next run completes them', async () => {
+    const gens = simpleTree(storageDir(), 2, 6);
+    const first = await run(storageDir(), {
+      concurrency: 2,
+      defaultOwner: randomUUID(),
+      onProgress: (p) => p.done === 4 && standIn.faults.failNext(10_000, 503),
+    });
+    standIn.faults.clear();
+    expect(first.counts.uploaded).toBeGreaterThanOrEqual(4);
+    expect(first.counts.failed).toBeGreaterThan(0);
+    expect(first.counts.uploaded + first.counts.failed).toBe(12);
+    const failed = first.generations.filter((g) => g.outcome === 'failed');
+    for (const f of failed) {
+      expect(f.reason).toMatch(/cloud|503|LockTimeout|unavailable/i);
+      expect((await db.asService((tx) => repo.findGeneration(tx, f.generation_id)))?.uploadStatus).toBe('failed');
+    }
+    // A dropped connection and a 503 once each are absorbed by the retries.
+    standIn.faults.dropNext(1);
+    const second = await run(storageDir(), { concurrency: 3, defaultOwner: first.generations[0]!.owner_id });
+    expect(second.counts).toMatchObject({ uploaded: failed.length, already_uploaded: 12 - failed.length, failed: 0 });
+    await expectAllUploaded(gens);
+  });
+
+  it('an AbortSignal stops starting generations; those under way finish; the next run continues', async () => {
+    const gens = simpleTree(storageDir(), 1, 10);
+    const owner = randomUUID();
+    const abort = new AbortController();
+    const first = await run(storageDir(), { concurrency: 2, defaultOwner: owner, signal: abort.signal, onProgress: (p) => p.done === 3 && abort.abort() });
+    expect(first.interrupted).toBe(true);
+    expect(first.counts.uploaded).toBeGreaterThanOrEqual(3);
+    expect(first.counts.uploaded).toBeLessThanOrEqual(4);
+    expect(first.counts.not_attempted).toBe(10 - first.counts.uploaded);
+    const second = await run(storageDir(), { defaultOwner: owner });
+    expect(second.counts).toMatchObject({ uploaded: first.counts.not_attempted, already_uploaded: first.counts.uploaded, failed: 0, not_attempted: 0 });
+    await expectAllUploaded(gens);
+  });
+
+  it('a row left pending by a crash (registered, never uploaded) is uploaded by the next run', async () => {
+    const gens = simpleTree(storageDir(), 1, 2);
+    const owner = randomUUID();
+    // A crash between registering and uploading: every upload fails and retries run out; the rows stay behind.
+    standIn.faults.failNext(10_000, 500);
+    const first = await run(storageDir(), { defaultOwner: owner });
+    expect(first.counts.failed).toBe(2);
+    standIn.faults.clear();
+    await db.asService((tx) => tx.query(`update generations set upload_status = 'pending' where id = $1::uuid`, [gens[0]!.generation_id]));
+    const second = await run(storageDir(), { defaultOwner: owner });
+    expect(second.counts.uploaded).toBe(2);
+    await expectAllUploaded(gens);
+  });
+
+  it('verification: a bucket copy that differs is a failure; --no-verify skips the download', async () => {
+    const gens = simpleTree(storageDir(), 1, 2);
+    const owner = randomUUID();
+    const lying: CloudStore = Object.assign(Object.create(cloud) as CloudStore, {
+      download: async (key: string) => {
+        const bytes = await cloud.download(key);
+        bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+        return bytes;
+      },
+    });
+    const bad = await run(storageDir(), { defaultOwner: owner }, { cloud: lying });
+    expect(bad.counts.failed).toBe(2);
+    expect(bad.generations[0]!.reason).toMatch(/verification failed/);
+    expect((await db.asService((tx) => repo.findGeneration(tx, gens[0]!.generation_id)))?.uploadStatus).toBe('failed');
+
+    const before = standIn.requests.length;
+    const unverified = await run(storageDir(), { defaultOwner: owner, verify: false });
+    expect(unverified.counts.uploaded).toBe(2);
+    expect(unverified.generations.every((g) => g.verified === false)).toBe(true);
+    expect(standIn.requests.slice(before).filter((r) => r.method === 'GET')).toEqual([]);
+  });
+
+  it('conflicts are failures, reported: same id with other content, a project of another owner, a version taken', async () => {
+    const owner = randomUUID();
+    const [g] = simpleTree(storageDir(), 1, 1);
+    expect((await run(storageDir(), { defaultOwner: owner })).counts.uploaded).toBe(1);
+    // Another copy of the storage folder where that generation has other files.
+    const other = join(tmp.path, 'other');
+    writePythonGenerations(other, [{ ...g!, files: { 'x.py': 'changed\n' } }]);
+    const r1 = await run(other, { defaultOwner: owner });
+    expect(r1.generations[0]).toMatchObject({ outcome: 'failed', reason: expect.stringMatching(/already registered with .*other files/) });
+    // Another owner for the same project; and another generation at a version already taken.
+    const third = join(tmp.path, 'third');
+    writePythonGenerations(third, [{ ...g!, generation_id: randomUUID(), version: 2 }]);
+    expect((await run(third, { defaultOwner: randomUUID() })).generations[0]!.reason).toMatch(/belongs to another owner/);
+    const fourth = join(tmp.path, 'fourth');
+    writePythonGenerations(fourth, [{ ...g!, generation_id: randomUUID() }]);
+    expect((await run(fourth, { defaultOwner: owner })).generations[0]!.reason).toMatch(/version 1 .* already another generation/);
+    // The row of the original is untouched.
+    expect((await db.asService((tx) => repo.findGeneration(tx, g!.generation_id)))?.uploadStatus).toBe('uploaded');
+  });
+
+  it('needing mapping: nothing is guessed; the mapping (CSV or JSON) places flat folders and owners', async () => {
+    const gens = simpleTree(storageDir(), 1, 1);
+    const flatId = randomUUID();
+    mkdirSync(join(storageDir(), flatId, 'app'), { recursive: true });
+    writeFileSync(join(storageDir(), flatId, 'app', 'main.py'), 'print(1)\n');
+    const unplaced = await run(storageDir());
+    expect(unplaced.counts).toMatchObject({ found: 2, needs_mapping: 2, uploaded: 0 });
+    expect(unplaced.generations.map((g) => g.reason).join('\n')).toMatch(/no owner for project .*\n?.*|flat folder/);
+
+    const owner = randomUUID();
+    const project = gens[0]!.project_id;
+    const csv = parseMapping(`project_id,owner_id,generation_id,version\n${project},${owner},,\n${project},,${flatId},7\n`, 'csv');
+    const json = parseMapping(JSON.stringify({ projects: { [project]: owner }, generations: { [flatId]: { project_id: project, version: 7 } } }), 'json');
+    expect(json).toEqual(csv);
+    expect(() => parseMapping('project_id,owner\n', 'csv')).toThrow(/header/);
+    expect(() => parseMapping(`project_id,owner_id\n${project},nope\n`, 'csv')).toThrow(/line 2: owner_id "nope" is not a uuid/);
+    const placed = await run(storageDir(), { mapping: csv });
+    expect(placed.counts).toMatchObject({ uploaded: 2, needs_mapping: 0 });
+    const flat = placed.generations.find((g) => g.generation_id === flatId)!;
+    expect(flat).toMatchObject({ layout: 'flat', project_id: project, version: 7, owner_id: owner, manifest: 'synthesised' });
+    const row = (await db.asService((tx) => repo.findGeneration(tx, flatId)))!;
+    expect(row.manifest.files).toEqual(['app/main.py']);
+    // No manifest on disk: created_at is the folder's mtime.
+    expect(row.manifest.created_at).toBe(lstatSync(join(storageDir(), flatId)).mtime.toISOString());
+    expect(row.createdAt.toISOString()).toBe(row.manifest.created_at);
+  });
+
+  it('parses the command line; bad arguments are reported', () => {
+    expect(parseCliArgs([])).toEqual({ options: { dryRun: false, concurrency: 4, verify: true, help: false, projectIds: undefined, mapping: undefined, defaultOwner: undefined, report: undefined } });
+    const id = randomUUID();
+    expect(parseCliArgs(['--dry-run', '--project-id', id, '--project-id', id.toUpperCase(), '--no-verify', '--concurrency', '8'])).toMatchObject({
+      options: { dryRun: true, projectIds: new Set([id]), verify: false, concurrency: 8 },
+    });
+    expect(parseCliArgs(['--concurrency', '0'])).toMatchObject({ error: expect.stringMatching(/--concurrency/) });
+    expect(parseCliArgs(['--project-id', 'abc'])).toMatchObject({ error: expect.stringMatching(/not a uuid/) });
+    expect(parseCliArgs(['--mapping', 'owners.txt'])).toMatchObject({ error: expect.stringMatching(/\.csv or \.json/) });
+    expect(parseCliArgs(['--bogus'])).toMatchObject({ error: expect.stringMatching(/bogus/) });
+  });
+});
+
+describe('the CLI as a process', () => {
+  const cli = (args: string[], env: Record<string, string>) =>
+    execFileP(process.execPath, ['--import', 'tsx', 'scripts/migrate-to-supabase.ts', ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn', ...env },
+    }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+    );
+
+  it('exit codes 2 (bad arguments, missing settings), 0 (all done), 1 (something failed); writes the report', { timeout: 120_000 }, async () => {
+    const storage = storageDir();
+    const gens = simpleTree(storage, 2, 2);
+    const env = {
+      STORAGE_PATH: storage,
+      PGLITE_DATA_DIR: join(tmp.path, 'db'),
+      CACHE_PATH: cacheDir(),
+      SUPABASE_URL: standIn.url,
+      SUPABASE_SERVICE_KEY: standIn.serviceKey,
+      SUPABASE_BUCKET: 'migration-cli-test',
+    };
+    const bad = await cli(['--concurrency', 'lots'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--concurrency[\s\S]*Usage: npm run migrate/);
+    const noCloud = await cli(['--default-owner', randomUUID()], { ...env, SUPABASE_URL: '' });
+    expect(noCloud.code).toBe(2);
+    expect(noCloud.stderr).toMatch(/SUPABASE_URL and SUPABASE_SERVICE_KEY/);
+    expect((await cli(['--help'], env)).stdout).toMatch(/--dry-run/);
+
+    const owner = randomUUID();
+    const dry = await cli(['--dry-run', '--default-owner', owner, '--report', join(tmp.path, 'dry.json')], env);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/would upload .*\.tar\.gz/);
+    expect(existsSync(env.PGLITE_DATA_DIR)).toBe(false);
+
+    const reportPath = join(tmp.path, 'reports', 'run.json');
+    const real = await cli(['--default-owner', owner, '--report', reportPath, '--concurrency', '2'], env);
+    expect(real.code, real.stderr).toBe(0);
+    expect(real.stdout).toMatch(/uploaded\s+4/);
+    const report = JSON.parse(readFileSync(reportPath, 'utf8')) as MigrationReport;
+    expect(report.counts).toMatchObject({ found: 4, uploaded: 4, failed: 0 });
+    expect(report.generations.map((g) => g.generation_id).sort()).toEqual(gens.map((g) => g.generation_id).sort());
+    expect(standIn.requests.some((r) => r.path.includes('/migration-cli-test/'))).toBe(true);
+
+    // A broken generation makes the run exit 1; the good ones are already uploaded.
+    mkdirSync(join(storage, gens[0]!.project_id, 'generations', `v9__${randomUUID()}`, 'source'), { recursive: true });
+    const again = await cli(['--default-owner', owner, '--report', reportPath], env);
+    expect(again.code).toBe(1);
+    const second = JSON.parse(readFileSync(reportPath, 'utf8')) as MigrationReport;
+    expect(second.counts).toMatchObject({ found: 5, already_uploaded: 4, invalid: 1, uploaded: 0 });
+  });
+});
