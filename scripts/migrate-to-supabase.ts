@@ -12,7 +12,7 @@ import { parseCliArgs, USAGE, type CliOptions } from '../functions/_shared/migra
 import { emptyMapping, MappingError, parseMapping, type OwnerMapping } from '../functions/_shared/migration/owner-mapping.ts';
 import { formatSummary, hasFailures, writeReport } from '../functions/_shared/migration/report.ts';
 import { runMigration, type MigrationProgress } from '../functions/_shared/migration/runner.ts';
-import { SupabaseCloudStore } from '../functions/_shared/stores/cloud-store.ts';
+import { bucketSizeLimit, SupabaseCloudStore } from '../functions/_shared/stores/cloud-store.ts';
 import { loadDotEnv } from './local-secret.ts';
 import { openDatabase } from './node-host.ts';
 
@@ -48,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
   const progress = createProgress();
   const log = createLogger(level, (line) => progress.log(line));
   const db = opts.dryRun ? await openForReading(config) : await openDatabase(config, log);
-  const cloud = opts.dryRun ? undefined : new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: config.limits.maxGenerationBytes }, log);
+  const cloud = opts.dryRun ? undefined : new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits) }, log);
 
   const abort = new AbortController();
   const onSigint = () => {

@@ -169,6 +169,10 @@ describe('cloud enabled', () => {
       const [r] = await row(g.generation_id);
       expect(r).toMatchObject({ upload_status: 'lost', upload_attempts: 1 });
       expect(r!.upload_error).toMatch(/too large|EntityTooLarge|413|Payload/i);
+      // and later retry scans leave it alone: an operator must act
+      await ctx.uploads!.resume();
+      await ctx.uploads!.idle();
+      expect((await row(g.generation_id))[0]!.upload_attempts).toBe(1);
     } finally {
       await setLimit(104_857_600);
     }

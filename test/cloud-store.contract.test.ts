@@ -132,3 +132,39 @@ describe.skipIf(real)('CloudStore retries (stand-in only: faults are injected)',
     expect(standIn!.requests.length - before).toBe(1);
   });
 });
+
+describe('CloudStore against a Storage server that misbehaves at the socket level', () => {
+  it('times a hanging request out and retries it as cloud_unavailable; reads a body cut mid-way again', async () => {
+    const { createServer } = await import('node:http');
+    let calls = 0;
+    const server = createServer((req, res) => {
+      calls++;
+      if (calls === 1) return; // hang: never answer
+      if (calls === 2) {
+        res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': '1000' });
+        res.write(new Uint8Array(100));
+        setTimeout(() => res.destroy(), 20); // cut the body
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/gzip' });
+      res.end(new Uint8Array(7));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const flaky = new SupabaseCloudStore(
+        { url: `http://127.0.0.1:${port}`, serviceKey: 'k', bucket: 'b', fileSizeLimit: 1, timeoutMs: 300 },
+        memoryLogger(),
+        { retries: 3, minTimeoutMs: 1, maxTimeoutMs: 5 },
+      );
+      expect((await flaky.download('x.tar.gz')).byteLength).toBe(7);
+      expect(calls).toBe(3);
+      calls = 0;
+      const once = new SupabaseCloudStore({ url: `http://127.0.0.1:${port}`, serviceKey: 'k', bucket: 'b', fileSizeLimit: 1, timeoutMs: 300 }, memoryLogger(), { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 });
+      expect((await rejection(once.download('x.tar.gz'))).code).toBe('cloud_unavailable');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});

@@ -195,3 +195,16 @@ describe('loadConfig treats an empty LOG_LEVEL like any empty variable', () => {
     expect(loadConfig({ LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
   });
 });
+
+describe('loadConfig keeps the cache away from the generations', () => {
+  it.each([
+    ['the same folder', './storage/projects', './storage/projects'],
+    ['the cache inside the store', './storage/projects', './storage/projects/cache'],
+    ['the store inside the cache', './storage/projects/x', './storage'],
+  ])('refuses %s', (_n, store, cache) => {
+    expect(configErrorMessage({ STORAGE_PATH: store, CACHE_PATH: cache })).toMatch(/CACHE_PATH must not be STORAGE_PATH/);
+  });
+  it('accepts siblings', () => {
+    expect(loadConfig({ STORAGE_PATH: './storage/projects', CACHE_PATH: './storage/projects-cache' }).cachePath).toBe('./storage/projects-cache');
+  });
+});

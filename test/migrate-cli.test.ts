@@ -422,3 +422,17 @@ describe('the CLI as a process', () => {
     expect(second.counts).toMatchObject({ found: 5, already_uploaded: 4, invalid: 1, uploaded: 0 });
   });
 });
+
+describe('discovery', () => {
+  it("takes a flat generation whose own files include archive/ or generations/ folders for a flat generation, not a project", async () => {
+    const { discoverGenerations } = await import('../functions/_shared/migration/discover.ts');
+    const root = join(tmp.path, `discover-${randomUUID()}`);
+    const gid = randomUUID();
+    mkdirSync(join(root, gid, 'archive'), { recursive: true });
+    mkdirSync(join(root, gid, 'generations'), { recursive: true });
+    writeFileSync(join(root, gid, 'main.py'), 'x = 1\n');
+    writeFileSync(join(root, gid, 'archive', 'old.py'), 'y = 2\n');
+    const found = await discoverGenerations(root);
+    expect(found.generations.map((g) => [g.generationId, g.layout])).toEqual([[gid, 'flat']]);
+  });
+});

@@ -1,3 +1,4 @@
+import { resolve, sep } from 'node:path';
 import { z } from 'zod';
 
 /** Env records are plain string maps: `process.env` on Node, `Deno.env.toObject()` on the edge. */
@@ -109,6 +110,13 @@ export function loadConfig(env: Env): Config {
     if (!serviceKey) {
       throw new ConfigError('[config] SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) is required when USE_CLOUD_STORAGE=true');
     }
+  }
+  const within = (a: string, b: string) => {
+    const [x, y] = [resolve(a), resolve(b)];
+    return x === y || x.startsWith(`${y}${sep}`);
+  };
+  if (within(e.CACHE_PATH, e.STORAGE_PATH) || within(e.STORAGE_PATH, e.CACHE_PATH)) {
+    throw new ConfigError('[config] CACHE_PATH must not be STORAGE_PATH or inside it (or contain it): cache cleanup would delete generations');
   }
   if (e.SUPABASE_JWKS_URL && !e.DOWNLOAD_TOKEN_SECRET && !e.SUPABASE_JWT_SECRET && !serviceKey) {
     throw new ConfigError(

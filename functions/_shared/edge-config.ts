@@ -16,5 +16,7 @@ export function edgeConfig(env: Env): Config {
     CACHE_PATH: env.CACHE_PATH ?? '/tmp/codebegen/cache',
   });
   if (!config.databaseUrl) throw new Error('[edge] SUPABASE_DB_URL (or DATABASE_URL) is required');
+  // An edge worker's /tmp is gone when the worker is: without the bucket, saves would be lost.
+  if (!config.useCloudStorage) throw new Error('[edge] USE_CLOUD_STORAGE=true is required on the edge (only /tmp is writable there)');
   return config;
 }

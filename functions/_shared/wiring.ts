@@ -11,7 +11,7 @@ import { LocalStore } from './stores/local-store.ts';
 import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
 import { HybridGenerationStorage } from './storage/hybrid-storage.ts';
 import { UploadQueue } from './storage/upload-queue.ts';
-import { SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
+import { bucketSizeLimit, SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
 
 /**
  * The composition root shared by every host (Node server, edge entries, tests): the one place that picks the
@@ -37,9 +37,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   let uploads: UploadQueue | undefined;
   if (config.useCloudStorage) {
     const { url, serviceKey, bucket } = config.supabase;
-    // The archive of a full-size generation is a little larger than its files: leave room for headers and manifest.
-    const fileSizeLimit = Math.max(104_857_600, config.limits.maxGenerationBytes + config.limits.maxFiles * 4096 + config.limits.maxMetadataBytes + 1_048_576);
-    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit }, log, opts.cloudRetry);
+    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits) }, log, opts.cloudRetry);
     uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, lostAfterMs: 3600_000, keepAlive: opts.keepAlive, now: opts.now });
     storage = new HybridGenerationStorage(localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,

@@ -106,7 +106,7 @@ export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<Genera
   const rows = await tx.query<Row>(
     `insert into public.generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes,
        archive_sha256, content_sha256, manifest, storage_key, upload_status, created_at, updated_at)
-     values ($1::uuid, $2::uuid, $3::uuid, $4::int, $5::int, $6::bigint, $7::bigint, $8, $9, $10::jsonb, $11, $12, $13::timestamptz, $13::timestamptz)
+     values ($1::uuid, $2::uuid, $3::uuid, $4::int, $5::int, $6::bigint, $7::bigint, $8, $9, $10::jsonb, $11, $12, $13::timestamptz, now())
      returning ${COLUMNS}`,
     [
       g.id,
@@ -180,8 +180,10 @@ export async function markLost(tx: Tx, id: string, why: string): Promise<void> {
   await tx.query(`update public.generations set upload_status = 'lost', upload_error = left($2, 1000) where id = $1::uuid and upload_status not in ('uploaded', 'lost')`, [id, why]);
 }
 
-/** Storage keys of every generation the database says is in the bucket. */
-export async function uploadedKeys(tx: Tx): Promise<{ id: string; storageKey: string }[]> {
-  const rows = await tx.query<{ id: string; storage_key: string }>(`select id::text, storage_key from public.generations where upload_status = 'uploaded'`);
-  return rows.map((r) => ({ id: r.id, storageKey: r.storage_key }));
+/** Every generation's bucket key and whether the database says it is uploaded. */
+export async function allKeys(tx: Tx): Promise<{ id: string; storageKey: string; uploaded: boolean }[]> {
+  const rows = await tx.query<{ id: string; project_id: string; version: number; uploaded: boolean }>(
+    `select id::text, project_id::text, version, upload_status = 'uploaded' as uploaded from public.generations`,
+  );
+  return rows.map((r) => ({ id: r.id, storageKey: storageKey({ projectId: r.project_id, generationId: r.id, version: Number(r.version) }), uploaded: r.uploaded }));
 }

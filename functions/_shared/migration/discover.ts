@@ -77,8 +77,15 @@ export async function discoverGenerations(root: string): Promise<Discovery> {
     else if (e.kind !== 'dir') ignored.push({ path: e.name, reason: e.kind === 'file' ? 'not a folder' : 'not a regular file or folder' });
     else if (!UUID.test(e.name)) ignored.push({ path: e.name, reason: 'folder name is not a project or generation id' });
     else {
+      // A project folder holds generations/ or archive/ with v{n}__{uuid} folders; a flat generation's own
+      // source may well contain a folder named archive/ or generations/.
       const inside = await list(join(root, e.name));
-      const isProject = inside.some((i) => i.kind === 'dir' && (i.name === 'generations' || i.name === 'archive'));
+      let isProject = false;
+      for (const i of inside) {
+        if (i.kind !== 'dir' || (i.name !== 'generations' && i.name !== 'archive')) continue;
+        const sub = await list(join(root, e.name, i.name));
+        if (sub.some((x) => x.kind === 'dir' && /^v\d+__[0-9a-f-]{36}$/.test(x.name))) isProject = true;
+      }
       if (isProject) projects.push(e.name);
       else flats.push(e);
     }

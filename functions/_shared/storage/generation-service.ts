@@ -166,14 +166,18 @@ export class GenerationService {
   }
 
   async delete(principal: Principal, generationId: string): Promise<void> {
+    // RLS decides first; then the remote copy goes, outside any transaction (a Storage call may be slow). If it
+    // cannot be removed nothing else is touched, and the caller can simply repeat the delete.
+    await this.deps.storage.removeRemote(await this.get(principal, generationId));
     await this.as(principal, async (tx) => {
       const record = await repo.deleteGeneration(tx, generationId);
       if (!record) throw generationNotFound();
-      // Inside the transaction: if a copy cannot be removed, the row stays and the caller may try again.
+      // Inside the transaction: if a local copy cannot be removed, the row stays.
       await this.deps.storage.remove(record);
       this.deps.log.info('generation deleted', { generation_id: record.id, project_id: record.projectId, version: record.version });
     });
   }
+
 
   private toTreeFiles(input: Record<string, string>): TreeFile[] {
     const { maxFiles, maxFileBytes, maxGenerationBytes } = this.deps.limits;

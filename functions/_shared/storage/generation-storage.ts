@@ -18,7 +18,9 @@ export interface GenerationStorage {
   archive(record: GenerationRecord): Promise<Uint8Array>;
   /** A direct download URL from the cloud, or undefined when the caller should use our own signed URL. */
   cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined>;
-  /** Removes every copy. Throws — and the caller keeps the row — when a copy cannot be removed. */
+  /** Removes the remote copy, if any: called before the row's transaction, never inside it (it may be slow). */
+  removeRemote(record: GenerationRecord): Promise<void>;
+  /** Removes the copies on this server. Throws — and the caller keeps the row — when one cannot be removed. */
   remove(record: GenerationRecord): Promise<void>;
 }
 
@@ -58,12 +60,14 @@ export class LocalGenerationStorage implements GenerationStorage {
   /** Whether this server still holds the generation (archive or folder), so it can be uploaded. */
   async hasLocalCopy(record: GenerationRecord): Promise<boolean> {
     const ref = refOf(record);
-    return (await this.local.readArchive(ref)) !== undefined || (await this.local.locate(ref, ['hierarchical'])) !== undefined;
+    return (await this.local.hasArchive(ref)) || (await this.local.locate(ref, ['hierarchical'])) !== undefined;
   }
 
   async cloudUrl(): Promise<undefined> {
     return undefined;
   }
+
+  async removeRemote(): Promise<void> {}
 
   async remove(record: GenerationRecord): Promise<void> {
     await this.local.remove(refOf(record));

@@ -69,9 +69,12 @@ export class HybridGenerationStorage implements GenerationStorage {
     }
   }
 
-  async remove(record: GenerationRecord): Promise<void> {
+  async removeRemote(record: GenerationRecord): Promise<void> {
     // Whatever the status says, an upload may be under way or have landed; removing a missing object is fine.
     await this.cloud.remove([record.storageKey]);
+  }
+
+  async remove(record: GenerationRecord): Promise<void> {
     await this.cache.remove(refOf(record));
     await this.local.remove(record);
   }

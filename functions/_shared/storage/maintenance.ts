@@ -54,12 +54,14 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
     };
     await Promise.all(Array.from({ length: Math.min(deps.cloud.concurrency, retry.length) }, worker));
 
-    const [keys, rows] = await Promise.all([store.listKeys(), deps.db.asService((tx) => repo.uploadedKeys(tx))]);
+    // Rows first: an upload finishing between the two reads then shows as neither kind of orphan.
+    const rows = await deps.db.asService((tx) => repo.allKeys(tx));
+    const keys = await store.listKeys();
     const inBucket = new Set(keys);
     const inTable = new Set(rows.map((r) => r.storageKey));
     orphans = {
       objects_without_rows: keys.filter((k) => !inTable.has(k)),
-      rows_without_objects: rows.filter((r) => !inBucket.has(r.storageKey)).map((r) => r.id),
+      rows_without_objects: rows.filter((r) => r.uploaded && !inBucket.has(r.storageKey)).map((r) => r.id),
     };
   }
 

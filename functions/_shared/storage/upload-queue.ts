@@ -20,6 +20,9 @@ export interface UploadQueueOptions {
   keepAlive?: (work: Promise<unknown>) => void;
 }
 
+/** Marks an upload error no retry can fix (kept in upload_error, so triage skips the row). */
+const PERMANENT = 'permanent: ';
+
 export type UploadOutcome = 'uploaded' | 'failed' | 'skipped';
 
 /**
@@ -63,6 +66,7 @@ export class UploadQueue {
     const uploadable: string[] = [];
     let markedLost = 0;
     for (const r of rows) {
+      if (r.uploadError?.startsWith(PERMANENT)) continue; // the bucket refused it for good; an operator must act
       if (await this.local.hasLocalCopy(r)) uploadable.push(r.id);
       else if (r.uploadStatus !== 'lost' && this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
         await this.db.asService((tx) => repo.markLost(tx, r.id, 'no local copy left and never uploaded'));
@@ -117,7 +121,7 @@ export class UploadQueue {
       const message = err instanceof Error ? err.message : String(err);
       // Too large for the bucket: no retry will ever change that.
       const permanent = err instanceof AppError && err.code === ErrorCode.PayloadTooLarge;
-      await this.db.asService((tx) => repo.markUploadFailed(tx, record.id, message, permanent ? 'lost' : 'failed')).catch(() => {});
+      await this.db.asService((tx) => repo.markUploadFailed(tx, record.id, permanent ? `${PERMANENT}${message}` : message, permanent ? 'lost' : 'failed')).catch(() => {});
       this.log.warn('upload failed', { ...fields, attempts: record.uploadAttempts + 1, error: message });
       return 'failed';
     }

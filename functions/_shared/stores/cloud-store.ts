@@ -21,6 +21,11 @@ export interface CloudStore {
   listKeys(): Promise<string[]>;
 }
 
+/** The bucket's per-object limit: a full-size generation's archive is a little larger than its files. */
+export function bucketSizeLimit(limits: { maxGenerationBytes: number; maxFiles: number; maxMetadataBytes: number }): number {
+  return Math.max(104_857_600, limits.maxGenerationBytes + limits.maxFiles * 4096 + limits.maxMetadataBytes + 1_048_576);
+}
+
 export interface RetryPolicy {
   retries: number;
   minTimeoutMs: number;
@@ -38,13 +43,13 @@ export class SupabaseCloudStore implements CloudStore {
   private readonly client: StorageClient;
 
   constructor(
-    opts: { url: string; serviceKey: string; bucket: string; fileSizeLimit: number; fetch?: typeof fetch },
+    opts: { url: string; serviceKey: string; bucket: string; fileSizeLimit: number; fetch?: typeof fetch; timeoutMs?: number },
     private readonly log: Logger,
     private readonly retry: RetryPolicy = defaultRetry,
   ) {
     this.bucket = opts.bucket;
     this.fileSizeLimit = opts.fileSizeLimit;
-    this.client = new StorageClient(`${opts.url}/storage/v1`, { apikey: opts.serviceKey, Authorization: `Bearer ${opts.serviceKey}` }, opts.fetch);
+    this.client = new StorageClient(`${opts.url}/storage/v1`, { apikey: opts.serviceKey, Authorization: `Bearer ${opts.serviceKey}` }, withTimeout(opts.fetch ?? fetch, opts.timeoutMs ?? BASE_TIMEOUT_MS));
   }
   readonly bucket: string;
   private readonly fileSizeLimit: number;
@@ -71,12 +76,16 @@ export class SupabaseCloudStore implements CloudStore {
   }
 
   async download(key: string): Promise<Uint8Array> {
-    const blob = await this.call('download', () => this.client.from(this.bucket).download(key));
-    return new Uint8Array(await blob!.arrayBuffer());
+    // The body is read inside the retried call: a connection dropped mid-body is as transient as one refused.
+    return (await this.call('download', async () => {
+      const { data, error } = await this.client.from(this.bucket).download(key);
+      return { data: data && new Uint8Array(await data.arrayBuffer()), error };
+    }))!;
   }
 
   async signedUrl(key: string, expiresInSeconds: number, fileName: string): Promise<string> {
-    const data = await this.call('signedUrl', () => this.client.from(this.bucket).createSignedUrl(key, expiresInSeconds, { download: fileName }));
+    // One try: the caller has a fallback (our own signed URL) and should not wait out a Storage outage.
+    const data = await this.call('signedUrl', () => this.client.from(this.bucket).createSignedUrl(key, expiresInSeconds, { download: fileName }), { once: true });
     return data!.signedUrl;
   }
 
@@ -112,11 +121,17 @@ export class SupabaseCloudStore implements CloudStore {
   private async call<T>(
     op: string,
     fn: () => PromiseLike<{ data: T | null; error: unknown }>,
-    opts: { allowNotFound?: boolean; allowConflict?: boolean } = {},
+    opts: { allowNotFound?: boolean; allowConflict?: boolean; once?: boolean } = {},
   ): Promise<T | null> {
     return pRetry(
       async () => {
-        const { data, error } = await fn();
+        let result: { data: T | null; error: unknown };
+        try {
+          result = await fn();
+        } catch (err) {
+          throw translate(op, err); // thrown, not returned: e.g. a body cut off while being read
+        }
+        const { data, error } = result;
         if (!error) return data;
         const e = translate(op, error);
         if (opts.allowNotFound && e.status === 404) return null;
@@ -124,7 +139,7 @@ export class SupabaseCloudStore implements CloudStore {
         throw e;
       },
       {
-        retries: this.retry.retries,
+        retries: opts.once ? 0 : this.retry.retries,
         minTimeout: this.retry.minTimeoutMs,
         maxTimeout: this.retry.maxTimeoutMs,
         randomize: true,
@@ -160,4 +175,18 @@ export function translate(op: string, error: unknown): AppError {
   if (real === 413) return as(ErrorCode.PayloadTooLarge, 413);
   if (real === 401 || real === 403) return as(ErrorCode.CloudForbidden, 502);
   return as(ErrorCode.CloudRejected, 502);
+}
+
+/** Per-request timeout: a Storage call that hangs becomes a retried network error instead of a stuck slot. */
+const BASE_TIMEOUT_MS = 60_000;
+const MS_PER_MIB = 2_000;
+
+function withTimeout(inner: typeof fetch, baseMs: number): typeof fetch {
+  return (input, init) => {
+    const body = init?.body;
+    const bytes = body instanceof Uint8Array || body instanceof ArrayBuffer ? body.byteLength : body instanceof Blob ? body.size : 0;
+    const timeout = AbortSignal.timeout(Math.ceil(baseMs + (bytes / 1_048_576) * MS_PER_MIB));
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    return inner(input, { ...init, signal });
+  };
 }

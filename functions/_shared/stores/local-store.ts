@@ -150,6 +150,16 @@ export class LocalStore {
     }
   }
 
+  /** Whether the stored archive exists, without reading it. */
+  async hasArchive(ref: GenerationRef): Promise<boolean> {
+    try {
+      return (await lstat(this.archivePath(ref))).isFile();
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
+    }
+  }
+
   /**
    * Which layout holds this generation, if any, among `layouts`. The flat layout is keyed by the generation id
    * alone, so only callers that know a generation is a legacy one (the migration tool) should look there.
