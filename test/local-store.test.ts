@@ -8,6 +8,7 @@ import { generationDirName, packGeneration, type GenerationRef } from '../functi
 import { buildManifest, encodeManifest, type Manifest } from '../functions/_shared/archive/manifest.ts';
 import { unpackTree, type TreeFile } from '../functions/_shared/archive/tar-gz.ts';
 import { LocalStore } from '../functions/_shared/stores/local-store.ts';
+import { writePythonFlat, writePythonGenerations } from './helpers/codebegen-python.ts';
 
 // LocalStore against real folders: the layout CodebeGen's Python service writes (checked by running that very
 // logic in python3), the old flat layout, atomic writes and the refusal of anything that is not a generation ref.
@@ -77,77 +78,6 @@ async function sampleGeneration(ref: GenerationRef, tag = '') {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// CodebeGen's Python, verbatim in the parts that shape the disk (save_generation_files_hierarchical and the old
-// create_project_structure), run by python3.
-
-const PY_HIERARCHICAL = String.raw`
-import json, sys
-from datetime import datetime
-from pathlib import Path
-
-args = json.loads(sys.argv[1])
-storage = Path(args["storage"])
-project_id = args["project_id"]
-generation_id = args["generation_id"]
-version = args["version"]
-files = args["files"]
-metadata = args.get("metadata")
-
-generation_dir = storage / project_id / "generations" / f"v{version}__{generation_id}"
-source_dir = generation_dir / "source"
-artifacts_dir = generation_dir / "artifacts"
-source_dir.mkdir(parents=True, exist_ok=True)
-artifacts_dir.mkdir(parents=True, exist_ok=True)
-
-manifest = {
-    "generation_id": generation_id,
-    "project_id": project_id,
-    "version": version,
-    "created_at": datetime.utcnow().isoformat(),
-    "file_count": len(files),
-    "total_size_bytes": sum(len(content.encode('utf-8')) for content in files.values()),
-    "files": list(files.keys()),
-    "metadata": metadata or {},
-}
-with open(generation_dir / "manifest.json", "w") as f:
-    f.write(json.dumps(manifest, indent=2))
-
-for file_path, content in files.items():
-    full_path = source_dir / file_path
-    full_path.parent.mkdir(parents=True, exist_ok=True)
-    full_path.write_text(content, encoding='utf-8')
-
-target_dir = generation_dir
-active_link = storage / project_id / "generations" / "active"
-if active_link.exists() or active_link.is_symlink():
-    active_link.unlink()
-active_link.symlink_to(target_dir.name)
-print(json.dumps(manifest))
-`;
-
-const PY_FLAT = String.raw`
-import json, sys, zipfile
-from pathlib import Path
-
-args = json.loads(sys.argv[1])
-storage = Path(args["storage"])
-generation_id = args["generation_id"]
-files = args["files"]
-
-project_dir = storage / generation_id
-project_dir.mkdir(parents=True, exist_ok=True)
-for file_path, content in files.items():
-    full_path = project_dir / file_path
-    full_path.parent.mkdir(parents=True, exist_ok=True)
-    full_path.write_text(content, encoding='utf-8')
-
-zip_path = storage / f"{generation_id}.zip"
-with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
-    for p in project_dir.rglob("*"):
-        if p.is_file():
-            zf.write(p, p.relative_to(project_dir))
-`;
-
 const python = (script: string, args: unknown) => execFileSync('python3', ['-c', script, JSON.stringify(args)], { encoding: 'utf8' });
 
 const PY_FILES: Record<string, string> = {
@@ -273,16 +203,9 @@ describe('write() then read()', () => {
 describe("a tree written by CodebeGen's Python (save_generation_files_hierarchical)", () => {
   it('reads as hierarchical with its manifest and sources, without following the active symlink', async () => {
     const ref = newRef(2);
-    const printed = JSON.parse(
-      python(PY_HIERARCHICAL, {
-        storage: root,
-        project_id: ref.projectId,
-        generation_id: ref.generationId,
-        version: 2,
-        files: PY_FILES,
-        metadata: { prompt: 'todo api', tokens: 1234 },
-      }),
-    ) as Record<string, unknown>;
+    const printed = writePythonGenerations(root, [
+      { project_id: ref.projectId, generation_id: ref.generationId, version: 2, files: PY_FILES, metadata: { prompt: 'todo api', tokens: 1234 } },
+    ])[0]!;
     const gensDir = join(root, ref.projectId, 'generations');
     // what Python really produced
     expect(readdirSync(gensDir).sort()).toEqual(['active', generationDirName(ref)].sort());
@@ -318,7 +241,7 @@ describe("a tree written by CodebeGen's Python (save_generation_files_hierarchic
 
   it('a generation folder that is itself a symlink is not followed', async () => {
     const ref = newRef(1);
-    python(PY_HIERARCHICAL, { storage: root, project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES });
+    writePythonGenerations(root, [{ project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES }]);
     const alias: GenerationRef = { ...ref, version: 2 };
     symlinkSync(generationDirName(ref), store.generationDir(alias));
     expect(lstatSync(store.generationDir(alias)).isSymbolicLink()).toBe(true);
@@ -329,7 +252,7 @@ describe("a tree written by CodebeGen's Python (save_generation_files_hierarchic
 
   it('a Python folder with no manifest.json or an unreadable one still yields its files, without a manifest', async () => {
     const ref = newRef(1);
-    python(PY_HIERARCHICAL, { storage: root, project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES });
+    writePythonGenerations(root, [{ project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES }]);
     writeFileSync(join(store.generationDir(ref), 'manifest.json'), '{"generation_id": 5');
     let got = await store.read(ref);
     expect(got!.layout).toBe('hierarchical');
@@ -343,7 +266,7 @@ describe("a tree written by CodebeGen's Python (save_generation_files_hierarchic
 
   it('remove() deletes the Python folder', async () => {
     const ref = newRef(1);
-    python(PY_HIERARCHICAL, { storage: root, project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES });
+    writePythonGenerations(root, [{ project_id: ref.projectId, generation_id: ref.generationId, version: 1, files: PY_FILES }]);
     await store.remove(ref);
     expect(existsSync(store.generationDir(ref))).toBe(false);
     expect(await store.read(ref)).toBeUndefined();
@@ -354,14 +277,14 @@ describe("a tree written by CodebeGen's Python (save_generation_files_hierarchic
 describe("the old flat layout (create_project_structure)", () => {
   it('reads {root}/{generation_id}/<files> as flat, and removeFlat() deletes the folder and its zip', async () => {
     const ref = newRef(1);
-    python(PY_FLAT, { storage: root, generation_id: ref.generationId, files: PY_FILES });
+    writePythonFlat(root, [{ generation_id: ref.generationId, files: PY_FILES, zip: true }]);
     const flatDir = join(root, ref.generationId);
     const zip = join(root, `${ref.generationId}.zip`);
     expect(existsSync(flatDir)).toBe(true);
     expect(existsSync(zip)).toBe(true);
     // an unrelated flat generation beside it must survive the removal
     const other = newRef(1);
-    python(PY_FLAT, { storage: root, generation_id: other.generationId, files: { 'x.py': 'x = 1\n' } });
+    writePythonFlat(root, [{ generation_id: other.generationId, files: { 'x.py': 'x = 1\n' }, zip: true }]);
 
     const got = await store.read(ref);
     expect(got).toBeDefined();
@@ -388,7 +311,7 @@ describe("the old flat layout (create_project_structure)", () => {
 
   it('prefers the hierarchical folder when both layouts hold the generation', async () => {
     const ref = newRef(1);
-    python(PY_FLAT, { storage: root, generation_id: ref.generationId, files: { 'old.py': 'old\n' } });
+    writePythonFlat(root, [{ generation_id: ref.generationId, files: { 'old.py': 'old\n' }, zip: true }]);
     const g = await sampleGeneration(ref);
     await store.write(ref, g.manifest, g.files, g.archive);
     const got = await store.read(ref);
@@ -642,7 +565,7 @@ describe('fixes found in review', () => {
 describe('legacy flat folders and project folders never mix', () => {
   it('refuses to write a project whose id names a legacy flat generation folder (409), and changes nothing', async () => {
     const legacy = newRef(1);
-    python(PY_FLAT, { storage: root, generation_id: legacy.generationId, files: { 'main.py': 'legacy\n' } });
+    writePythonFlat(root, [{ generation_id: legacy.generationId, files: { 'main.py': 'legacy\n' }, zip: true }]);
     const ref = { projectId: legacy.generationId, generationId: randomUUID(), version: 1 };
     const g = await sampleGeneration(ref);
     await expect(store.write(ref, g.manifest, g.files, g.archive)).rejects.toMatchObject({ status: 409, code: 'generation_conflict' });

@@ -15,7 +15,8 @@ import type { MigrationReport } from '../functions/_shared/migration/report.ts';
 import { runMigration, type MigrationDeps, type MigrationOptions } from '../functions/_shared/migration/runner.ts';
 import { SupabaseCloudStore, type CloudStore } from '../functions/_shared/stores/cloud-store.ts';
 import { appContext, JWT_SECRET, memoryLogger, migratedPGlite, tempDir, userToken } from './helpers/context.ts';
-import { buildSampleTree, genFiles, snapshotTree, writePythonGenerations, type PyGeneration } from './helpers/migration-tree.ts';
+import { writePythonGenerations, type PyGeneration } from './helpers/codebegen-python.ts';
+import { buildSampleTree, genFiles, snapshotTree } from './helpers/migration-tree.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
 // The migration CLI (issue 5): every layout CodebeGen left on disk, broken generations, dry run, real run

@@ -2,85 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writePythonFlat, writePythonGenerations, type PyGeneration } from './codebegen-python.ts';
 
 // Sample STORAGE_PATH trees for the migration tests, written as CodebeGen's Python service writes them
-// (file_manager.py's create_project_structure and the old flat save), plus broken generations of every kind.
-
-const PY_HIERARCHICAL = String.raw`
-import json, sys
-from datetime import datetime
-from pathlib import Path
-
-for args in json.loads(sys.stdin.read()):
-    storage = Path(args["storage"])
-    project_id = args["project_id"]
-    generation_id = args["generation_id"]
-    version = args["version"]
-    files = args["files"]
-    generation_dir = storage / project_id / "generations" / f"v{version}__{generation_id}"
-    source_dir = generation_dir / "source"
-    artifacts_dir = generation_dir / "artifacts"
-    source_dir.mkdir(parents=True, exist_ok=True)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "generation_id": generation_id,
-        "project_id": project_id,
-        "version": version,
-        "created_at": datetime.utcnow().isoformat(),
-        "file_count": len(files),
-        "total_size_bytes": sum(len(content.encode('utf-8')) for content in files.values()),
-        "files": list(files.keys()),
-        "metadata": args.get("metadata") or {},
-    }
-    with open(generation_dir / "manifest.json", "w") as f:
-        f.write(json.dumps(manifest, indent=2))
-    for file_path, content in files.items():
-        full_path = source_dir / file_path
-        full_path.parent.mkdir(parents=True, exist_ok=True)
-        full_path.write_text(content, encoding='utf-8')
-    active_link = storage / project_id / "generations" / "active"
-    if active_link.exists() or active_link.is_symlink():
-        active_link.unlink()
-    active_link.symlink_to(generation_dir.name)
-`;
-
-const PY_FLAT = String.raw`
-import json, sys, zipfile
-from pathlib import Path
-
-for args in json.loads(sys.stdin.read()):
-    storage = Path(args["storage"])
-    generation_id = args["generation_id"]
-    project_dir = storage / generation_id
-    project_dir.mkdir(parents=True, exist_ok=True)
-    for file_path, content in args["files"].items():
-        full_path = project_dir / file_path
-        full_path.parent.mkdir(parents=True, exist_ok=True)
-        full_path.write_text(content, encoding='utf-8')
-    if args.get("zip"):
-        with zipfile.ZipFile(storage / f"{generation_id}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
-            for p in project_dir.rglob("*"):
-                if p.is_file():
-                    zf.write(p, p.relative_to(project_dir))
-`;
-
-export interface PyGeneration {
-  project_id: string;
-  generation_id: string;
-  version: number;
-  files: Record<string, string>;
-  metadata?: Record<string, unknown>;
-}
-
-/** Writes hierarchical generations with CodebeGen's own Python code (one python3 process for all). */
-export function writePythonGenerations(storage: string, gens: PyGeneration[]): void {
-  if (gens.length) execFileSync('python3', ['-c', PY_HIERARCHICAL], { input: JSON.stringify(gens.map((g) => ({ storage, ...g }))) });
-}
-
-/** Writes old flat generations (with a .zip beside when `zip`) with Python. */
-export function writePythonFlat(storage: string, gens: { generation_id: string; files: Record<string, string>; zip?: boolean }[]): void {
-  if (gens.length) execFileSync('python3', ['-c', PY_FLAT], { input: JSON.stringify(gens.map((g) => ({ storage, ...g }))) });
-}
+// (./codebegen-python.ts), plus broken generations of every kind.
 
 /** Moves a hierarchical generation into `{project}/archive/`, as the old cleanup did. */
 export function archiveGeneration(storage: string, g: Pick<PyGeneration, 'project_id' | 'generation_id' | 'version'>): void {
