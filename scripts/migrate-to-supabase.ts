@@ -13,7 +13,7 @@ import { emptyMapping, MappingError, parseMapping, type OwnerMapping } from '../
 import { formatSummary, hasFailures, writeReport } from '../functions/_shared/migration/report.ts';
 import { runMigration, type MigrationProgress } from '../functions/_shared/migration/runner.ts';
 import { bucketSizeLimit, SupabaseCloudStore } from '../functions/_shared/stores/cloud-store.ts';
-import { loadDotEnv } from './local-secret.ts';
+import { loadDotEnv } from './local-env.ts';
 import { openDatabase } from './node-host.ts';
 
 /** A problem with the arguments or settings: printed, exit 2, nothing done. */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
-import { loadConfig, type Env } from '../functions/_shared/config.ts';
+import { loadConfig, supabaseJwksUrl, type Env } from '../functions/_shared/config.ts';
 import { createDatabase, type Database } from '../functions/_shared/db/database.ts';
 import { migrate } from '../functions/_shared/db/migrate.ts';
 import { readMigrations } from '../functions/_shared/db/migration-files.ts';
@@ -11,8 +11,9 @@ import { openPGlite } from '../functions/_shared/db/pglite-driver.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { createLogger, type Logger } from '../functions/_shared/log.ts';
 import { AppError } from '../functions/_shared/errors.ts';
+import { routeNotFound } from '../functions/_shared/http/error-handling.ts';
 import { buildApps, type WiringOptions } from '../functions/_shared/wiring.ts';
-import { resolveJwtSecret } from './local-secret.ts';
+import { resolveJwtSecret } from './local-env.ts';
 
 const repoPath = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
 
@@ -45,7 +46,7 @@ export interface NodeServer {
 export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: WiringOptions } = {}): Promise<NodeServer> {
   const loaded = loadConfig(env);
   // Against a Supabase project, accept its users' tokens (asymmetric keys) without further setting.
-  const jwksUrl = loaded.auth.jwksUrl ?? (loaded.supabase.url && `${loaded.supabase.url}/auth/v1/.well-known/jwks.json`);
+  const jwksUrl = loaded.auth.jwksUrl ?? (loaded.supabase.url && supabaseJwksUrl(loaded.supabase.url));
   const config = { ...loaded, auth: { ...loaded.auth, jwksUrl } };
   const log = opts.log ?? createLogger(config.logLevel);
   const { secret, source } = resolveJwtSecret(config);
@@ -72,7 +73,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const root = new Hono();
   root.route('/functions/v1', generations);
   root.route('/functions/v1', maintenanceApp);
-  root.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+  root.notFound(routeNotFound);
 
   const host = config.host;
   const server: ServerType = await new Promise((resolve) => {

@@ -1,6 +1,6 @@
 // `npm start`: the generations API on Node, on the embedded default (PGlite + local disk) unless configured.
 import { ConfigError } from '../functions/_shared/config.ts';
-import { loadDotEnv } from './local-secret.ts';
+import { loadDotEnv } from './local-env.ts';
 import { startNodeServer } from './node-host.ts';
 
 loadDotEnv();

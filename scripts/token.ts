@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { ConfigError, loadConfig } from '../functions/_shared/config.ts';
-import { loadDotEnv, resolveJwtSecret } from './local-secret.ts';
+import { loadDotEnv, resolveJwtSecret } from './local-env.ts';
 
 const usage = 'usage: npm run token -- --user <uuid> [--ttl <seconds>]   |   npm run token -- --service [--ttl <seconds>]';
 

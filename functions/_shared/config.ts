@@ -89,6 +89,9 @@ export type Config = {
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 };
 
+/** Where a Supabase project publishes the keys its user tokens are signed with. */
+export const supabaseJwksUrl = (supabaseUrl: string) => `${supabaseUrl.replace(/\/+$/, '')}/auth/v1/.well-known/jwks.json`;
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }

@@ -1,4 +1,4 @@
-import { loadConfig, type Config, type Env } from './config.ts';
+import { loadConfig, supabaseJwksUrl, type Config, type Env } from './config.ts';
 
 /**
  * Config on Supabase Edge: the platform provides SUPABASE_URL, SUPABASE_DB_URL and SUPABASE_SERVICE_ROLE_KEY;
@@ -9,7 +9,7 @@ export function edgeConfig(env: Env): Config {
   const config = loadConfig({
     ...env,
     SUPABASE_JWT_SECRET: env.SUPABASE_JWT_SECRET ?? env.JWT_SECRET,
-    SUPABASE_JWKS_URL: env.SUPABASE_JWKS_URL ?? (env.SUPABASE_URL && `${env.SUPABASE_URL.replace(/\/+$/, '')}/auth/v1/.well-known/jwks.json`),
+    SUPABASE_JWKS_URL: env.SUPABASE_JWKS_URL ?? (env.SUPABASE_URL && supabaseJwksUrl(env.SUPABASE_URL)),
     PUBLIC_URL: env.PUBLIC_URL ?? env.SUPABASE_URL,
     DATABASE_URL: env.DATABASE_URL ?? env.SUPABASE_DB_URL,
     STORAGE_PATH: env.STORAGE_PATH ?? '/tmp/codebegen/projects',

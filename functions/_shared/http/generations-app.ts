@@ -6,7 +6,8 @@ import type { DownloadSigner } from '../auth/download-token.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Authenticate } from '../auth/verify-jwt.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
-import { AppError, badRequest, ErrorCode, invalidPath, toErrorBody, tooLarge } from '../errors.ts';
+import { AppError, badRequest, ErrorCode, invalidPath, tooLarge } from '../errors.ts';
+import { renderErrors } from './error-handling.ts';
 import { jsonProblem } from '../json-safety.ts';
 import type { Logger } from '../log.ts';
 import type { GenerationService } from '../storage/generation-service.ts';
@@ -54,12 +55,7 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
     await next();
     log.info('request', { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) });
   });
-  app.onError((err, c) => {
-    const { status, body } = toErrorBody(err);
-    if (status >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, error: err, cause: (err as Error).cause });
-    return c.json(body, status);
-  });
-  app.notFound((c) => c.json({ error: { code: ErrorCode.NotFound, message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+  renderErrors(app, log);
 
   const principal = (c: Context) => deps.authenticate(c.req.header('authorization'));
   const idParam = (c: Context) => {

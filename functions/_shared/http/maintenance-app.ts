@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { Authenticate } from '../auth/verify-jwt.ts';
-import { ErrorCode, forbidden, toErrorBody } from '../errors.ts';
+import { forbidden } from '../errors.ts';
+import { renderErrors } from './error-handling.ts';
 import type { Logger } from '../log.ts';
 import type { MaintenanceReport } from '../storage/maintenance.ts';
 
@@ -16,12 +17,7 @@ export interface MaintenanceAppDeps {
  */
 export function createMaintenanceApp(deps: MaintenanceAppDeps) {
   const app = new Hono({ strict: false }).basePath('/storage-maintenance');
-  app.onError((err, c) => {
-    const { status, body } = toErrorBody(err);
-    if (status >= 500) deps.log.error('maintenance failed', { error: err, cause: (err as Error).cause });
-    return c.json(body, status);
-  });
-  app.notFound((c) => c.json({ error: { code: ErrorCode.NotFound, message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+  renderErrors(app, deps.log, 'maintenance failed');
   app.post('/', async (c) => {
     const who = await deps.authenticate(c.req.header('authorization'));
     if (who.kind !== 'service') throw forbidden('maintenance needs the service key');

@@ -190,7 +190,7 @@ export class LocalStore {
   /** Removes the generation's folder and archive in our layout. Safe to repeat. Never touches a flat folder. */
   async remove(ref: GenerationRef): Promise<void> {
     assertRef(ref);
-    return this.serialise(ref, () => this.removeAll(ref, [this.archivePath(ref), this.generationDir(ref)]));
+    return this.serialise(ref, () => this.removeAll([this.archivePath(ref), this.generationDir(ref)]));
   }
 
   /**
@@ -199,10 +199,10 @@ export class LocalStore {
    */
   async removeFlat(ref: GenerationRef): Promise<void> {
     assertRef(ref);
-    return this.serialise(ref, () => this.removeAll(ref, [this.flatDir(ref), `${this.flatDir(ref)}.zip`]));
+    return this.serialise(ref, () => this.removeAll([this.flatDir(ref), `${this.flatDir(ref)}.zip`]));
   }
 
-  private async removeAll(_ref: GenerationRef, paths: string[]): Promise<void> {
+  private async removeAll(paths: string[]): Promise<void> {
     const scratch = await this.scratchDir();
     try {
       for (const [i, path] of paths.entries()) await this.moveAside(path, scratch, `gone-${i}`);

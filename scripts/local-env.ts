@@ -1,3 +1,4 @@
+// The local environment of the Node tools: ./.env, and the embedded default's JWT secret.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
