@@ -268,4 +268,72 @@ describe('faults', () => {
     await service.listBuckets();
     expect(performance.now() - again).toBeLessThan(290);
   });
+
+  it('failShare fails that share of requests, the same ones for the same seed, and counts them by kind', async () => {
+    const run = async () => {
+      standIn.faults.clear();
+      standIn.faults.failShare(0.5, [500, 503], { seed: 7 });
+      const statuses: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        const { error } = await service.listBuckets();
+        statuses.push(error ? Number((error as StorageApiError).status) : 200);
+      }
+      return statuses;
+    };
+    const before = { ...standIn.faults.injected };
+    const first = await run();
+    const failed = first.filter((s) => s !== 200).length;
+    expect(failed).toBeGreaterThan(10);
+    expect(failed).toBeLessThan(30);
+    expect(new Set(first)).toEqual(new Set([200, 500, 503]));
+    expect((standIn.faults.injected['500'] ?? 0) + (standIn.faults.injected['503'] ?? 0) - (before['500'] ?? 0) - (before['503'] ?? 0)).toBe(failed);
+    expect(await run()).toEqual(first);
+  });
+
+  it("'cut' sends half the body, then closes: a download fails mid-body; 'hang' answers only after the wait, having done the work", async () => {
+    await service.from('gens').upload('u/cut.bin', bytes('x'.repeat(100_000)), { upsert: true });
+    standIn.faults.failShare(1, ['cut']);
+    const res = await fetch(`${standIn.url}/storage/v1/object/gens/u/cut.bin`, { headers: { authorization: `Bearer ${standIn.serviceKey}` } });
+    expect(res.status).toBe(200);
+    await expect(res.arrayBuffer()).rejects.toThrow();
+    standIn.faults.failShare(1, ['hang'], { hangMs: 400 });
+    const started = performance.now();
+    const upload = fetch(`${standIn.url}/storage/v1/object/gens/u/hang.bin`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${standIn.serviceKey}`, 'content-type': 'application/octet-stream', 'x-upsert': 'true' },
+      body: bytes('late'),
+      signal: AbortSignal.timeout(100),
+    });
+    await expect(upload).rejects.toThrow(/timeout|aborted/i);
+    expect(performance.now() - started).toBeLessThan(300);
+    standIn.faults.clear();
+    await new Promise((r) => setTimeout(r, 500));
+    const back = await service.from('gens').download('u/hang.bin');
+    expect(await back.data?.text()).toBe('late');
+  });
+});
+
+describe('network shaping and a stand-in in its own process', () => {
+  it('adds latency plus body time at the given bandwidth; the admin routes report requests and take faults', async () => {
+    const { spawnStandIn } = await import('./storage-standin/process.ts');
+    const proc = await spawnStandIn({ jwtSecret: SECRET, latencyMs: 100, bytesPerSecond: 1_000_000 });
+    try {
+      const far = new StorageClient(`${proc.url}/storage/v1`, { apikey: proc.serviceKey, Authorization: `Bearer ${proc.serviceKey}` });
+      let t = performance.now();
+      expect((await far.createBucket('b')).error).toBeNull();
+      expect(performance.now() - t).toBeGreaterThanOrEqual(95);
+      t = performance.now();
+      expect((await far.from('b').upload('k', new Uint8Array(300_000))).error).toBeNull(); // 100 ms + 300 ms of body
+      expect(performance.now() - t).toBeGreaterThanOrEqual(390);
+      await proc.faults({ failShare: [1, [503]] });
+      expect(apiError((await far.getBucket('b')).error)).toMatchObject({ status: 503 });
+      const seen = await proc.requests();
+      expect(seen.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['POST 200', 'POST 200', 'GET 503']);
+      expect(seen.injected).toEqual({ 503: 1 });
+      await proc.clearRequests();
+      expect((await proc.requests()).requests).toEqual([]);
+    } finally {
+      await proc.close();
+    }
+  }, 20_000);
 });

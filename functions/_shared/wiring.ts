@@ -25,6 +25,8 @@ export interface WiringOptions {
   keepAlive?: (work: Promise<unknown>) => void;
   /** Tests shorten the cloud's retry backoff. */
   cloudRetry?: RetryPolicy;
+  /** Tests shorten the base timeout of one Storage request (default 60 s, plus 2 s per MiB sent). */
+  cloudTimeoutMs?: number;
 }
 
 export function buildApps(config: Config, db: Database, log: Logger, opts: WiringOptions = {}) {
@@ -37,7 +39,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   let uploads: UploadQueue | undefined;
   if (config.useCloudStorage) {
     const { url, serviceKey, bucket } = config.supabase;
-    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits) }, log, opts.cloudRetry);
+    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits), timeoutMs: opts.cloudTimeoutMs }, log, opts.cloudRetry);
     uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, lostAfterMs: 3600_000, keepAlive: opts.keepAlive, now: opts.now });
     storage = new HybridGenerationStorage(localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,

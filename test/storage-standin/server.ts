@@ -52,7 +52,7 @@ export interface StandIn {
   url: string;
   /** A service_role JWT signed with jwtSecret (what SUPABASE_SERVICE_KEY would be). */
   serviceKey: string;
-  faults: Pick<Faults, 'failNext' | 'delayNext' | 'dropNext' | 'clear'>;
+  faults: Pick<Faults, 'failNext' | 'delayNext' | 'dropNext' | 'failShare' | 'clear' | 'injected'>;
   /** Every request seen, in arrival order; `status` is filled in when answered (0: dropped or not answered yet). */
   requests: { method: string; path: string; status: number }[];
   /** Where an object's bytes live on disk (tests corrupt them). */
@@ -69,9 +69,18 @@ export interface StandInOptions {
   canRead?: (userId: string, bucket: string, key: string) => boolean | Promise<boolean>;
   /** Clock in ms (JWT iat/exp checks, timestamps); default Date.now. */
   now?: () => number;
+  /**
+   * A realistic network between us and Storage: every answer waits `latencyMs` plus the time its request and
+   * response bodies take at `bytesPerSecond`. Default: loopback, no wait.
+   */
+  network?: { latencyMs?: number; bytesPerSecond?: number };
+  /** Fixed port (default: any free one). */
+  port?: number;
 }
 
 const PREFIX = '/storage/v1/';
+/** Test-only routes for a stand-in in another process: GET/DELETE requests, POST faults. */
+const ADMIN = '/__standin/';
 
 export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn> {
   const now = opts.now ?? Date.now;
@@ -82,8 +91,12 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
   const faults = new Faults();
   const requests: StandIn['requests'] = [];
 
+  const { latencyMs = 0, bytesPerSecond = Infinity } = opts.network ?? {};
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://standin');
+    if (url.pathname.startsWith(ADMIN)) return admin(req, res, url.pathname.slice(ADMIN.length), requests, faults);
     const entry = { method: req.method ?? 'GET', path: url.pathname, status: 0 };
     requests.push(entry);
     const fault = faults.take();
@@ -92,13 +105,16 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
       return;
     }
     void (async () => {
-      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (fault.delayMs) await sleep(fault.delayMs);
       const reply = fault.failWith ? failure(faultFailure(fault.failWith)) : await answer(ctx, req, url);
+      const bytes = Number(req.headers['content-length'] ?? 0) + (reply.body instanceof Uint8Array ? reply.body.byteLength : 0);
+      const wait = latencyMs + (bytes / bytesPerSecond) * 1000 + fault.hangMs;
+      if (wait > 0) await sleep(wait);
       entry.status = reply.status ?? 200;
-      send(res, reply);
+      send(res, reply, fault.cut);
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
   return {
@@ -174,7 +190,7 @@ function incoming(req: IncomingMessage, segments: string[], query: URLSearchPara
   };
 }
 
-function send(res: ServerResponse, reply: Reply) {
+function send(res: ServerResponse, reply: Reply, cut = false) {
   const isBytes = reply.body instanceof Uint8Array;
   const payload = isBytes ? (reply.body as Uint8Array) : Buffer.from(JSON.stringify(reply.body));
   res.writeHead(reply.status ?? 200, {
@@ -182,5 +198,26 @@ function send(res: ServerResponse, reply: Reply) {
     ...reply.headers,
     'content-length': String(payload.byteLength),
   });
-  res.end(payload);
+  if (!cut) return res.end(payload);
+  res.write(payload.subarray(0, payload.byteLength >> 1), () => res.destroy());
+}
+
+/** The admin routes: what a test in another process needs to see and steer. */
+function admin(req: IncomingMessage, res: ServerResponse, path: string, requests: StandIn['requests'], faults: Faults) {
+  const reply = (body: unknown) => send(res, { status: 200, body: body as Reply['body'] });
+  if (path === 'requests' && req.method === 'GET') return reply({ requests, injected: faults.injected });
+  if (path === 'requests' && req.method === 'DELETE') return (requests.length = 0), reply({ cleared: true });
+  if (path === 'faults' && req.method === 'POST') {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const f = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { clear?: boolean; failShare?: Parameters<Faults['failShare']>; delayNext?: [number, number] };
+      if (f.clear) faults.clear();
+      if (f.failShare) faults.failShare(...f.failShare);
+      if (f.delayNext) faults.delayNext(...f.delayNext);
+      reply({ ok: true });
+    })();
+    return;
+  }
+  send(res, { status: 404, body: { message: 'no such admin route' } });
 }
