@@ -1,10 +1,16 @@
 // Save latency, cloud enabled vs local-only, measured in the same run on the same data (ratios, not absolutes).
-//   npx tsx bench/save-latency.ts [--saves 500] [--quick]
-// A typical generation: ~50 files, ~300 KB. The Storage stand-in adds 50 ms to every request.
+//   node --import tsx bench/save-latency.ts [--saves 500] [--quick]
+// Two real servers (`npm start`'s scripts/serve.ts, embedded PGlite on disk), one with cloud storage on and one
+// without, each in its own process, and the Storage stand-in in a third process behind a realistic network
+// (50 ms latency, 100 Mbit/s), as the real Storage API runs elsewhere. Saves go one after another over loopback HTTP,
+// as CodebeGen sends them, alternating between the servers (and which goes first) so the machine's noise falls on
+// both alike. A typical generation: 50 files, ~300 KB. The cloud server uploads and verifies in the background.
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { appContext, JWT_SECRET, userToken, type AppContext } from '../test/helpers/context.ts';
-import { startStorageStandIn } from '../test/storage-standin/server.ts';
+import { freePort, JWT_SECRET, tempDir, userToken } from '../test/helpers/context.ts';
+import { ServerProcess } from '../test/helpers/server-process.ts';
+import { spawnStandIn } from '../test/storage-standin/process.ts';
 
 const { values } = parseArgs({ options: { saves: { type: 'string' }, quick: { type: 'boolean' } } });
 const saves = Number(values.saves ?? (values.quick ? 40 : 500));
@@ -12,35 +18,74 @@ const saves = Number(values.saves ?? (values.quick ? 40 : 500));
 function generation(seed: string): Record<string, string> {
   const files: Record<string, string> = {};
   for (let i = 0; i < 50; i++) files[`app/module_${i}/file_${i}.py`] = `# ${seed} ${i}\n${'x = "fastapi"\n'.repeat(400)}`;
-  return files; // ~50 files, ~300 KB
-}
-
-async function measure(ctx: AppContext, token: string): Promise<number[]> {
-  const project = randomUUID();
-  const times: number[] = [];
-  for (let i = 0; i < saves; i++) {
-    const body = JSON.stringify({ project_id: project, files: generation(`${i}`) });
-    const t0 = performance.now();
-    const res = await ctx.app.request('http://bench/generations', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
-    times.push(performance.now() - t0);
-    if (res.status !== 201) throw new Error(`save answered ${res.status}: ${await res.text()}`);
-  }
-  return times.sort((a, b) => a - b);
+  return files; // 50 files, ~300 KB
 }
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const token = await userToken(randomUUID());
-const standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
-const local = await appContext({ LOG_LEVEL: 'silent' });
-const cloud = await appContext({ USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey });
-await cloud.cloud!.ensureBucket();
-standIn.faults.delayNext(1_000_000, 50);
+const dir = tempDir('bench-save-');
+const standIn = await spawnStandIn({ jwtSecret: JWT_SECRET, latencyMs: 50, bytesPerSecond: 12_500_000 });
+const server = async (name: string, env: Record<string, string>) =>
+  new ServerProcess({
+    PATH: process.env.PATH,
+    PORT: String(await freePort()),
+    STORAGE_PATH: join(dir.path, name, 'projects'),
+    CACHE_PATH: join(dir.path, name, 'cache'),
+    PGLITE_DATA_DIR: join(dir.path, name, 'db'),
+    SUPABASE_JWT_SECRET: JWT_SECRET,
+    LOG_LEVEL: 'warn',
+    ...env,
+  }).start();
+const servers = {
+  local: await server('local', { USE_CLOUD_STORAGE: 'false' }),
+  cloud: await server('cloud', { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }),
+};
+const auth = { authorization: `Bearer ${await userToken(randomUUID(), { expiresIn: '1d' })}` };
+
+/** One save over HTTP, timed (ms). */
+async function save(base: string, project: string, seed: string): Promise<number> {
+  const body = JSON.stringify({ project_id: project, files: generation(seed) });
+  const t0 = performance.now();
+  const res = await fetch(base, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body });
+  const text = await res.text();
+  const ms = performance.now() - t0;
+  if (res.status !== 201) throw new Error(`save answered ${res.status}: ${text}`);
+  return ms;
+}
+
+async function measure(n: number) {
+  const projects = { local: randomUUID(), cloud: randomUUID() };
+  const times = { local: [] as number[], cloud: [] as number[] };
+  for (let i = 0; i < n; i++) {
+    for (const side of i % 2 ? (['cloud', 'local'] as const) : (['local', 'cloud'] as const)) {
+      times[side].push(await save(servers[side].base, projects[side], `${i}`));
+    }
+  }
+  return { local: times.local.sort((a, b) => a - b), cloud: times.cloud.sort((a, b) => a - b), cloudProject: projects.cloud };
+}
+
+/** Waits until every generation of the project is uploaded (verified by the server); how long after the last save. */
+async function uploadsDone(project: string, count: number): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    let uploaded = 0;
+    for (let cursor: string | null = ''; cursor !== null; ) {
+      const res = await fetch(`${servers.cloud.base}?project_id=${project}&limit=100${cursor ? `&cursor=${cursor}` : ''}`, { headers: auth });
+      const page = (await res.json()) as { items: { storage: { status: string } }[]; next_cursor: string | null };
+      uploaded += page.items.filter((g) => g.storage.status === 'uploaded').length;
+      cursor = page.next_cursor;
+    }
+    if (uploaded === count) return performance.now() - t0;
+    if (performance.now() - t0 > 120_000) throw new Error(`${count - uploaded} generations still not uploaded after 120 s`);
+    await sleep(25);
+  }
+}
+
 try {
-  await measure(local, token); // warm-up of both paths, not counted
-  const l = await measure(local, token);
-  const c = await measure(cloud, token);
-  await cloud.uploads!.idle();
+  await measure(20); // warm-up of both servers, not counted
+  const { local: l, cloud: c, cloudProject } = await measure(saves);
+  const lag = await uploadsDone(cloudProject, saves);
   const figures = {
     saves,
     local_p50_ms: +pct(l, 50).toFixed(2),
@@ -49,15 +94,17 @@ try {
     cloud_p99_ms: +pct(c, 99).toFixed(2),
     ratio_p50: +(pct(c, 50) / pct(l, 50)).toFixed(3),
     ratio_p99: +(pct(c, 99) / pct(l, 99)).toFixed(3),
+    uploads_done_after_last_save_ms: Math.round(lag),
   };
-  console.log(`save latency over ${saves} saves of ~50 files / ~300 KB (stand-in adds 50 ms per request)`);
+  console.log(`save latency over ${saves} saves of 50 files / ~300 KB, real HTTP (Storage: own process, 50 ms, 100 Mbit/s)`);
   console.log(`            p50 ms    p99 ms`);
   console.log(`local     ${figures.local_p50_ms.toFixed(2).padStart(8)}  ${figures.local_p99_ms.toFixed(2).padStart(8)}`);
   console.log(`cloud     ${figures.cloud_p50_ms.toFixed(2).padStart(8)}  ${figures.cloud_p99_ms.toFixed(2).padStart(8)}`);
   console.log(`ratio     ${figures.ratio_p50.toFixed(3).padStart(8)}  ${figures.ratio_p99.toFixed(3).padStart(8)}   (targets: <= 1.10, <= 1.25)`);
+  console.log(`every cloud save uploaded and verified ${figures.uploads_done_after_last_save_ms} ms after the last save answered`);
   console.log(JSON.stringify(figures));
 } finally {
-  await local.close();
-  await cloud.close();
+  await Promise.all([servers.local.kill('SIGTERM'), servers.cloud.kill('SIGTERM')]);
   await standIn.close();
+  dir.remove();
 }

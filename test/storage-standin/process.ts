@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { Faults } from './faults.ts';
 import type { StandIn } from './server.ts';
 
@@ -14,7 +15,7 @@ export interface StandInProcess {
 }
 
 export async function spawnStandIn(opts: { jwtSecret: string; latencyMs?: number; bytesPerSecond?: number }): Promise<StandInProcess> {
-  const args = ['--import', 'tsx', 'test/storage-standin/main.ts', '--jwt-secret', opts.jwtSecret, '--latency-ms', String(opts.latencyMs ?? 0)];
+  const args = ['--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), '--jwt-secret', opts.jwtSecret, '--latency-ms', String(opts.latencyMs ?? 0)];
   if (opts.bytesPerSecond) args.push('--bytes-per-second', String(opts.bytesPerSecond));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
