@@ -39,7 +39,7 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   saved(record: GenerationRecord): void {
-    this.uploads.enqueue(record.id);
+    this.uploads.enqueue(record);
   }
 
   async archive(record: GenerationRecord): Promise<Uint8Array> {

@@ -32,7 +32,8 @@ export type UploadOutcome = 'uploaded' | 'failed' | 'skipped';
  */
 export class UploadQueue {
   private readonly waiting: string[] = [];
-  private readonly queued = new Set<string>();
+  /** Queued ids, with the row when the caller had it fresh (a save that just committed): one query less. */
+  private readonly queued = new Map<string, GenerationRecord | undefined>();
   private running = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
@@ -48,10 +49,11 @@ export class UploadQueue {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Queues a generation (once, however often it is asked). */
-  enqueue(generationId: string): void {
+  /** Queues a generation (once, however often it is asked), by id or by the row a save just committed. */
+  enqueue(generation: string | GenerationRecord): void {
+    const generationId = typeof generation === 'string' ? generation : generation.id;
     if (this.stopped || this.queued.has(generationId)) return;
-    this.queued.add(generationId);
+    this.queued.set(generationId, typeof generation === 'string' ? undefined : generation);
     this.waiting.push(generationId);
     this.pump();
   }
@@ -100,8 +102,8 @@ export class UploadQueue {
   }
 
   /** One upload, start to finish. Never throws: the outcome is in the row and the log. */
-  async uploadOne(generationId: string): Promise<UploadOutcome> {
-    const record = await this.db.asService((tx) => repo.findGeneration(tx, generationId));
+  async uploadOne(generationId: string, fresh?: GenerationRecord): Promise<UploadOutcome> {
+    const record = fresh ?? (await this.db.asService((tx) => repo.findGeneration(tx, generationId)));
     if (!record || record.uploadStatus === 'uploaded') return 'skipped';
     const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey };
     try {
@@ -139,7 +141,7 @@ export class UploadQueue {
     while (this.running < this.opts.concurrency && this.waiting.length > 0) {
       const id = this.waiting.shift()!;
       this.running++;
-      const work = this.uploadOne(id).finally(() => {
+      const work = this.uploadOne(id, this.queued.get(id)).finally(() => {
         this.running--;
         this.queued.delete(id);
         if (!this.stopped) this.pump();
