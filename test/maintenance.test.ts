@@ -118,3 +118,17 @@ describe('maintenance with cloud off', () => {
     }
   });
 });
+
+describe('an upload asked for twice at once', () => {
+  it('runs once: maintenance and the queue share the upload under way', async () => {
+    standIn.faults.delayNext(1, 300); // the queue's upload is still in the air when maintenance starts
+    const g = await save();
+    const before = standIn.requests.length;
+    const [byMaintenance] = await Promise.all([ctx.uploads!.uploadOne(g.generation_id), ctx.uploads!.uploadOne(g.generation_id)]);
+    await ctx.uploads!.idle();
+    expect(byMaintenance).toBe('uploaded');
+    expect(await status(g.generation_id)).toBe('uploaded');
+    const uploads = standIn.requests.slice(before - 1).filter((r) => r.method === 'POST' && r.path.endsWith(`${g.generation_id}.tar.gz`));
+    expect(uploads).toHaveLength(1);
+  });
+});

@@ -34,6 +34,8 @@ export class UploadQueue {
   private readonly waiting: string[] = [];
   /** Queued ids, with the row when the caller had it fresh (a save that just committed): one query less. */
   private readonly queued = new Map<string, GenerationRecord | undefined>();
+  /** Uploads under way, by generation: a second ask for the same one (maintenance, the queue) joins the first. */
+  private readonly inFlight = new Map<string, Promise<UploadOutcome>>();
   private running = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
@@ -101,8 +103,17 @@ export class UploadQueue {
     await this.idle();
   }
 
-  /** One upload, start to finish. Never throws: the outcome is in the row and the log. */
-  async uploadOne(generationId: string, fresh?: GenerationRecord): Promise<UploadOutcome> {
+  /** One upload, start to finish; never two of one generation at once. Never throws: the outcome is in the row and the log. */
+  uploadOne(generationId: string, fresh?: GenerationRecord): Promise<UploadOutcome> {
+    let work = this.inFlight.get(generationId);
+    if (!work) {
+      work = this.upload(generationId, fresh).finally(() => this.inFlight.delete(generationId));
+      this.inFlight.set(generationId, work);
+    }
+    return work;
+  }
+
+  private async upload(generationId: string, fresh?: GenerationRecord): Promise<UploadOutcome> {
     const record = fresh ?? (await this.db.asService((tx) => repo.findGeneration(tx, generationId)));
     if (!record || record.uploadStatus === 'uploaded') return 'skipped';
     const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey };
