@@ -84,9 +84,15 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   log.info('server started', { url: `http://${host}:${port}/functions/v1/generations`, database: config.databaseUrl ? 'postgres' : 'pglite', jwt_secret: source, cloud: config.useCloudStorage });
 
   // On Supabase pg_cron drives maintenance; here, a timer does when AUTO_CLEANUP_ENABLED=true.
+  // One pass at a time, and close() waits for the one under way before it closes the database.
   let cleanupTimer: ReturnType<typeof setInterval> | undefined;
+  let maintaining: Promise<void> | undefined;
   if (config.autoCleanupEnabled) {
-    cleanupTimer = setInterval(() => void maintain().catch((err) => log.error('maintenance failed', { error: err })), config.cleanupIntervalHours * 3600_000);
+    const pass = () =>
+      void (maintaining ??= maintain()
+        .then(() => {}, (err) => log.error('maintenance failed', { error: err }))
+        .finally(() => (maintaining = undefined)));
+    cleanupTimer = setInterval(pass, config.cleanupIntervalHours * 3600_000);
     cleanupTimer.unref();
     log.info('maintenance scheduled', { every_hours: config.cleanupIntervalHours, max_cache_age_hours: config.maxCacheAgeHours });
   }
@@ -101,6 +107,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
         clearInterval(cleanupTimer);
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await uploads?.stop(); // uploads under way finish; the rest stay pending for the next start
+        await maintaining;
         await db.close();
         log.info('server stopped');
       })()),
