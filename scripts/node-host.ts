@@ -1,6 +1,7 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
 import { loadConfig, supabaseJwksUrl, type Env } from '../functions/_shared/config.ts';
@@ -10,7 +11,7 @@ import { readMigrations } from '../functions/_shared/db/migration-files.ts';
 import { openPGlite } from '../functions/_shared/db/pglite-driver.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { createLogger, type Logger } from '../functions/_shared/log.ts';
-import { AppError } from '../functions/_shared/errors.ts';
+import { AppError, ErrorCode } from '../functions/_shared/errors.ts';
 import { routeNotFound } from '../functions/_shared/http/error-handling.ts';
 import { buildApps, type WiringOptions } from '../functions/_shared/wiring.ts';
 import { resolveJwtSecret } from './local-env.ts';
@@ -79,6 +80,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: root.fetch, port: config.port, hostname: host }, () => resolve(s));
   });
+  server.on('clientError', answerMalformed);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info('server started', { url: `http://${host}:${port}/functions/v1/generations`, database: config.databaseUrl ? 'postgres' : 'pglite', jwt_secret: source, cloud: config.useCloudStorage });
@@ -113,3 +115,20 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
       })()),
   };
 }
+
+/**
+ * What Node's HTTP parser refuses before any route runs (headers over 16 KB, broken request lines) gets the same
+ * JSON error body as everything else, instead of Node's bare status line.
+ */
+function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+  const [status, reason, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', ErrorCode.HeadersTooLarge, 'request headers are over 16 KB']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', ErrorCode.InvalidRequest, 'the request took too long to arrive']
+        : [400, 'Bad Request', ErrorCode.InvalidRequest, 'malformed HTTP request'];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+

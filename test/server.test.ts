@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unpackTree } from '../functions/_shared/archive/tar-gz.ts';
@@ -92,4 +93,24 @@ describe('the Node server over real HTTP', () => {
     // the download URL issued before the restart still works: same secret file, same data
     expect((await fetch(saved.download_url.replace('localhost', '127.0.0.1'))).status).toBe(200);
   }, 60_000);
+});
+
+describe('requests the HTTP parser refuses', () => {
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(server.base).port), '127.0.0.1', () => socket.end(request));
+      let answer = '';
+      socket.on('data', (d) => (answer += d)).on('end', () => resolve(answer)).on('error', reject);
+    });
+
+  it('answer with our JSON error body: 431 for headers over 16 KB, 400 for a broken request line; the server keeps serving', async () => {
+    const res = await fetch(server.base, { headers: { 'x-padding': 'a'.repeat(20_000) } });
+    expect(res.status).toBe(431);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(await res.json()).toEqual({ error: { code: 'headers_too_large', message: 'request headers are over 16 KB' } });
+    const broken = await raw('NOT A REQUEST\r\n\r\n');
+    expect(broken).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(broken.split('\r\n\r\n')[1]!)).toEqual({ error: { code: 'invalid_request', message: 'malformed HTTP request' } });
+    expect((await fetch(`${server.base}/health`)).status).toBe(200);
+  });
 });

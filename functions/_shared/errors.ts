@@ -5,6 +5,8 @@ export const ErrorCode = {
   UnsupportedMediaType: 'unsupported_media_type',
   InvalidPath: 'invalid_path',
   PayloadTooLarge: 'payload_too_large',
+  /** Request headers over the HTTP parser's limit (Node: 16 KB): answered before any route runs. */
+  HeadersTooLarge: 'headers_too_large',
   Unauthorized: 'unauthorized',
   Forbidden: 'forbidden',
   InvalidDownloadToken: 'invalid_download_token',
