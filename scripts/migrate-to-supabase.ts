@@ -1,7 +1,7 @@
 // `npm run migrate -- [options]`: moves every local generation to the Supabase bucket. See docs/MIGRATION.md.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { ConfigError, loadConfig, type Config } from '../functions/_shared/config.ts';
 import { createDatabase, type Database } from '../functions/_shared/db/database.ts';
@@ -11,7 +11,7 @@ import { createLogger, type LogLevel } from '../functions/_shared/log.ts';
 import { parseCliArgs, USAGE, type CliOptions } from '../functions/_shared/migration/cli-args.ts';
 import { emptyMapping, MappingError, parseMapping, type OwnerMapping } from '../functions/_shared/migration/owner-mapping.ts';
 import { formatSummary, hasFailures, writeReport } from '../functions/_shared/migration/report.ts';
-import { runMigration, type MigrationProgress } from '../functions/_shared/migration/runner.ts';
+import { isInsideReal, runMigration, type MigrationProgress } from '../functions/_shared/migration/runner.ts';
 import { bucketSizeLimit, SupabaseCloudStore } from '../functions/_shared/stores/cloud-store.ts';
 import { loadDotEnv } from './local-env.ts';
 import { openDatabase } from './node-host.ts';
@@ -42,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
   if (!existsSync(config.storagePath)) throw new UsageError(`[migration] STORAGE_PATH ${config.storagePath} does not exist`);
   const mapping = await loadMapping(opts);
   const reportPath = resolve(opts.report ?? `reports/migration-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  if (isInside(resolve(config.storagePath), reportPath)) throw new UsageError('[migration] --report must not be inside STORAGE_PATH (the local files are never written)');
+  if (await isInsideReal(config.storagePath, reportPath)) throw new UsageError('[migration] --report must not be inside STORAGE_PATH (the local files are never written)');
 
   const level = (process.env.LOG_LEVEL as LogLevel | undefined) ?? 'warn';
   const progress = createProgress();
@@ -159,10 +159,6 @@ function createProgress() {
   };
 }
 
-function isInside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
-}
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -193,6 +193,17 @@ describe('a storage folder with every layout and broken generations', () => {
     const expected = [...tree.good.filter((g) => g.project_id === p1).map((g) => g.generation_id), tree.flat[0]!.generation_id];
     expect(items.map((i) => i.generation_id).sort()).toEqual(expected.sort());
     expect((await list(p1!, randomUUID())).status).toBe(404);
+  });
+
+  it('refuses a cache folder inside STORAGE_PATH, directly or through a symlink, before touching anything', async () => {
+    const storage = storageDir();
+    simpleTree(storage, 1, 1);
+    const before = await rowCounts();
+    await expect(run(storage, { cacheDir: join(storage, 'cache') })).rejects.toThrow(/must not be inside STORAGE_PATH/);
+    symlinkSync(storage, join(tmp.path, 'link'));
+    await expect(run(storage, { cacheDir: join(tmp.path, 'link', 'not-yet', 'cache') })).rejects.toThrow(/must not be inside STORAGE_PATH/);
+    expect(readdirSync(storage)).not.toContain('not-yet');
+    expect(await rowCounts()).toEqual(before);
   });
 
   it('re-run: uploads nothing, every placed generation is already uploaded', async () => {
@@ -399,6 +410,12 @@ describe('the CLI as a process', () => {
     expect(noCloud.code).toBe(2);
     expect(noCloud.stderr).toMatch(/SUPABASE_URL and SUPABASE_SERVICE_KEY/);
     expect((await cli(['--help'], env)).stdout).toMatch(/--dry-run/);
+    // a report path that reaches into STORAGE_PATH through a symlink is refused like a direct one
+    symlinkSync(storage, join(tmp.path, 'into-storage'));
+    const inside = await cli(['--dry-run', '--default-owner', randomUUID(), '--report', join(tmp.path, 'into-storage', 'new', 'r.json')], env);
+    expect(inside.code).toBe(2);
+    expect(inside.stderr).toMatch(/--report must not be inside STORAGE_PATH/);
+    expect(existsSync(join(storage, 'new'))).toBe(false);
 
     const owner = randomUUID();
     const dry = await cli(['--dry-run', '--default-owner', owner, '--report', join(tmp.path, 'dry.json')], env);

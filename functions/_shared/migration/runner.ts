@@ -1,5 +1,5 @@
 import { realpath } from 'node:fs/promises';
-import { relative, resolve, isAbsolute } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { storageKey } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { Database } from '../db/database.ts';
@@ -61,7 +61,7 @@ export async function runMigration(deps: MigrationDeps, opts: MigrationOptions):
   if (!opts.dryRun && (!deps.db || !deps.cloud)) throw new Error('[migration] a real run needs a database and a cloud store');
   const root = await realpath(opts.storagePath);
   const cacheParent = resolve(opts.cacheDir);
-  if (isInside(root, cacheParent)) throw new Error('[migration] the cache folder must not be inside STORAGE_PATH (the local files are never written)');
+  if (await isInsideReal(root, cacheParent)) throw new Error('[migration] the cache folder must not be inside STORAGE_PATH (the local files are never written)');
   const { generations: found, ignored } = await discoverGenerations(root);
   const entries: (ReportEntry | undefined)[] = new Array(found.length);
   const cache = new ArchiveCache(cacheParent);
@@ -183,7 +183,25 @@ async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: Migrati
 
 const message = (err: unknown) => (err instanceof RegistrationConflict ? err.message : err instanceof Error ? err.message : String(err));
 
-function isInside(root: string, path: string): boolean {
-  const rel = relative(root, path);
+/**
+ * Whether `path` (which may not exist yet) lies inside `root` once symlinks are resolved: the deepest existing
+ * ancestor of `path` is resolved, so a link pointing into STORAGE_PATH is caught.
+ */
+export async function isInsideReal(root: string, path: string): Promise<boolean> {
+  const realRoot = await realpath(root);
+  let existing = resolve(path);
+  let rest = '';
+  for (;;) {
+    try {
+      existing = await realpath(existing);
+      break;
+    } catch {
+      const parent = dirname(existing);
+      if (parent === existing) break;
+      rest = join(basename(existing), rest);
+      existing = parent;
+    }
+  }
+  const rel = relative(realRoot, join(existing, rest));
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
