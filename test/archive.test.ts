@@ -1,12 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync } from 'node:zlib';
 import { gzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packTree, unpackTree, type TreeFile, type UnpackLimits } from '../functions/_shared/archive/tar-gz.ts';
+import { diskFile, unpackToDirectory } from '../functions/_shared/archive/disk-tree.ts';
+import { packGeneration, unpackGeneration } from '../functions/_shared/archive/generation-archive.ts';
+import { buildManifest, encodeManifest } from '../functions/_shared/archive/manifest.ts';
+import { packTree, packTreeStream, unpackTree, type StreamedFile, type TreeFile, type UnpackedTree, type UnpackLimits } from '../functions/_shared/archive/tar-gz.ts';
 import { AppError } from '../functions/_shared/errors.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -223,23 +226,51 @@ const rootDir = () => rawEntry({ name: 'r/', type: '5' });
 const okFile = (name = 'r/ok.txt') => rawEntry({ name, body: utf8('fine\n') });
 
 /**
- * gzip(one tar header for a `mib` MiB file + that many MiB of zeros) built from one deflated MiB repeated,
- * so the bomb is made in milliseconds and never exists inflated. Each segment ends on a full flush, so copies chain.
+ * gzip(`head` + `mib` MiB of zeros) built from one deflated MiB repeated, so the bomb is made in milliseconds and
+ * never exists inflated. Each segment ends on a full flush, so copies chain. By default `head` is one tar header
+ * for a `mib` MiB file; a whole small tar as `head` makes the zeros padding after its end marker instead.
  */
-function zeroBomb(mib: number): Uint8Array {
+function zeroBomb(mib: number, head: Uint8Array = ustarHeader({ name: 'r/zeros.bin', size: mib * 2 ** 20 })): Uint8Array {
   const zeros = new Uint8Array(2 ** 20);
   const flush = { finishFlush: zlibConstants.Z_FULL_FLUSH };
-  const header = ustarHeader({ name: 'r/zeros.bin', size: mib * 2 ** 20 });
   const segment = deflateRawSync(zeros, flush);
-  let crc = crc32(header);
+  let crc = crc32(head);
   for (let i = 0; i < mib; i++) crc = crc32(zeros, crc);
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
-  trailer.writeUInt32LE((512 + mib * 2 ** 20) % 2 ** 32, 4);
+  trailer.writeUInt32LE((head.byteLength + mib * 2 ** 20) % 2 ** 32, 4);
   const gzipHeader = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
   const finalEmptyBlock = Buffer.from([0x03, 0x00]);
-  return concat([gzipHeader, deflateRawSync(header, flush), ...Array<Buffer>(mib).fill(segment), finalEmptyBlock, trailer]);
+  return concat([gzipHeader, deflateRawSync(head, flush), ...Array<Buffer>(mib).fill(segment), finalEmptyBlock, trailer]);
 }
+
+/** `bytes` in pieces of `size` (the last one shorter), as a download or a file read would deliver them. */
+function* chunksOf(bytes: Uint8Array, size: number): Generator<Uint8Array> {
+  for (let at = 0; at < bytes.byteLength; at += size) yield bytes.subarray(at, at + size);
+}
+
+/**
+ * `unpackToDirectory` with the shape of `unpackTree`'s answer: the archive streamed in odd-sized pieces into a new
+ * folder, read back. A refused archive must leave no folder behind.
+ */
+async function unpackToFolder(gz: Uint8Array, limits: UnpackLimits): Promise<UnpackedTree> {
+  const dest = join(freshDir(), 'out');
+  try {
+    const listing = await unpackToDirectory(chunksOf(gz, 4093), dest, limits);
+    const { files } = readTree(dest);
+    expect(files.map((f) => `${f.path} ${f.data.byteLength}`).sort()).toEqual(listing.files.map((f) => `${f.path} ${f.size}`).sort());
+    return { files, dirs: listing.dirs };
+  } catch (err) {
+    expect(existsSync(dest), 'a refused archive leaves nothing behind').toBe(false);
+    throw err;
+  }
+}
+
+/** Every hostile-archive and limit case below runs through both ways of unpacking. */
+const UNPACKERS = [
+  ['unpackTree (whole archive in memory)', unpackTree],
+  ['unpackToDirectory (streamed in pieces to disk)', unpackToFolder],
+] as const;
 
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -375,152 +406,7 @@ describe('interoperability with Python tarfile and GNU tar', () => {
     expect(digest(back.files)).toEqual(digest(TREE));
     expect(back.dirs.sort()).toEqual(foldersOf(TREE, EMPTY_DIRS).sort());
   });
-});
 
-describe('unpackTree rejects hostile archives', () => {
-  it('accepts the hand-made archives when nothing is wrong (so each rejection below is about its one bad entry)', async () => {
-    const parts = [...rootDir(), ...okFile(), ...paxEntry({ path: 'r/from-pax.txt' }, { name: 'r/placeholder', body: utf8('pax') })];
-    const out = await unpackTree(rawTarGz(parts), ROOMY);
-    expect(out.dirs).toEqual(['r']);
-    expect(digest(out.files)).toEqual(digest([{ path: 'r/ok.txt', data: utf8('fine\n') }, { path: 'r/from-pax.txt', data: utf8('pax') }]));
-    // GNU tar agrees the headers (and checksums) are valid.
-    const file = join(freshDir(), 'hand.tar');
-    writeFileSync(file, rawTar(parts));
-    expect(execFileSync('tar', ['tf', file], { encoding: 'utf8' }).trimEnd().split('\n')).toEqual(['r/', 'r/ok.txt', 'r/from-pax.txt']);
-  });
-
-  describe.each([
-    ['an absolute path', () => rawEntry({ name: '/etc/passwd', body: utf8('root::0:0\n') })],
-    ['a "../" path', () => rawEntry({ name: '../evil', body: utf8('x') })],
-    ['a path climbing out through "a/../../"', () => rawEntry({ name: 'a/../../evil', body: utf8('x') })],
-    ['a ".." hidden in the ustar prefix field', () => rawEntry({ prefix: 'r/..', name: '../evil', body: utf8('x') })],
-    ['an absolute ustar prefix', () => rawEntry({ prefix: '/etc', name: 'passwd', body: utf8('x') })],
-    ['a PAX path record with ".."', () => paxEntry({ path: 'r/../../evil' }, { name: 'r/innocent', body: utf8('x') })],
-    ['a GNU long name that is absolute', () => [...rawEntry({ name: '././@LongLink', type: 'L', body: utf8('/etc/passwd\0') }), ...rawEntry({ name: 'r/short', body: utf8('x') })]],
-    ['a backslash in a name', () => rawEntry({ name: 'r\\..\\..\\evil', body: utf8('x') })],
-    ['a NUL in a name (via PAX)', () => paxEntry({ path: 'r/a\0b' }, { name: 'r/ab', body: utf8('x') })],
-    ['a newline in a name', () => rawEntry({ name: 'r/a\nb', body: utf8('x') })],
-    ['a drive letter', () => rawEntry({ name: 'C:/Windows/evil', body: utf8('x') })],
-  ])('with %s', (_label, bad) => {
-    it('fails with 422 invalid_archive', async () => {
-      const err = await rejection(unpackTree(rawTarGz([...rootDir(), ...okFile(), ...bad()]), ROOMY), 'invalid_archive', 422);
-      expect(err.message).toMatch(/^invalid archive: /);
-    });
-  });
-
-  it.each([
-    ['a symlink', { name: 'r/link', type: '2', linkname: '/etc/passwd' }, /symlink/],
-    ['a hard link', { name: 'r/hard', type: '1', linkname: 'r/ok.txt' }, /link/],
-    ['a character device', { name: 'r/tty', type: '3' }, /character-device/],
-    ['a block device', { name: 'r/sda', type: '4' }, /block-device/],
-    ['a FIFO', { name: 'r/pipe', type: '6' }, /fifo/],
-  ] as const)('rejects %s with 422 and names the entry', async (_label, entry, kind) => {
-    const err = await rejection(unpackTree(rawTarGz([...rootDir(), ...okFile(), ...rawEntry(entry)]), ROOMY), 'invalid_archive', 422);
-    expect(err.message).toMatch(kind);
-    expect(err.message).toContain(entry.name);
-  });
-
-  it('rejects a symlink archived by Python tarfile from a real folder', async () => {
-    const dir = writeTree(freshDir(), 'proj', [{ path: 'ok.txt', data: utf8('fine') }]);
-    symlinkSync('/etc/passwd', join(dir, 'passwd'));
-    const err = await rejection(unpackTree(pythonPack(dir, 'proj'), ROOMY), 'invalid_archive', 422);
-    expect(err.message).toMatch(/symlink/);
-  });
-
-  it('rejects the same file twice, also when the names differ only before normalisation', async () => {
-    const twice = [...rootDir(), ...okFile('r/a.txt'), ...okFile('r/a.txt')];
-    expect((await rejection(unpackTree(rawTarGz(twice), ROOMY), 'invalid_archive', 422)).message).toMatch(/duplicate.*r\/a\.txt/);
-    const aliased = [...rootDir(), ...okFile('r/a.txt'), ...okFile('./r//a.txt')];
-    expect((await rejection(unpackTree(rawTarGz(aliased), ROOMY), 'invalid_archive', 422)).message).toMatch(/duplicate/);
-    const fileThenDir = [...rootDir(), ...okFile('r/a'), ...rawEntry({ name: 'r/a/', type: '5' })];
-    await rejection(unpackTree(rawTarGz(fileThenDir), ROOMY), 'invalid_archive', 422);
-  });
-
-  it('rejects a path that is both a file and a folder, in either order', async () => {
-    for (const order of [
-      ['r/a', 'r/a/b'],
-      ['r/a/b', 'r/a'],
-    ]) {
-      const parts = [...rootDir(), ...order.flatMap((n) => okFile(n))];
-      const err = await rejection(unpackTree(rawTarGz(parts), ROOMY), 'invalid_archive', 422);
-      expect(err.message).toContain('"r/a" is both a file and a folder');
-    }
-  });
-
-  it('rejects a file whose header promises more bytes than the archive holds', async () => {
-    const truncated = [...rootDir(), ...rawEntry({ name: 'r/big.bin', size: 100_000, body: utf8('only a little') })];
-    const err = await rejection(unpackTree(rawTarGz(truncated, { eof: false }), ROOMY), 'invalid_archive', 422);
-    expect(err.message).toMatch(/truncated/i);
-  });
-
-  it('rejects a gzip stream cut in half', async () => {
-    const gz = await packTree({ root: ROOT, files: TREE, mtime: MTIME });
-    const err = await rejection(unpackTree(gz.subarray(0, gz.byteLength >> 1), ROOMY), 'invalid_archive', 422);
-    expect(err.message).toMatch(/gzip/);
-  });
-
-  it.each([
-    ['an uncompressed tar', () => rawTar([...rootDir(), ...okFile()])],
-    ['a zip header', () => utf8('PK\u0003\u0004 definitely not gzip, padded to be long enough')],
-    ['random bytes', () => new Uint8Array(randomBytes(4096))],
-    ['nothing at all', () => new Uint8Array(0)],
-    ['a gzip magic with garbage after it', () => concat([new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), new Uint8Array(randomBytes(64)).map((b) => b | 0x07)])],
-  ])('rejects %s with 422', async (_label, bytes) => {
-    await rejection(unpackTree(bytes(), ROOMY), 'invalid_archive', 422);
-  });
-});
-
-describe('unpackTree enforces its limits (413 archive_too_large)', () => {
-  it('builds valid zero bombs (checked by node:zlib, which verifies the CRC)', () => {
-    const inflated = gunzipSync(zeroBomb(3));
-    expect(inflated.byteLength).toBe(512 + 3 * 2 ** 20);
-    expect(new TextDecoder().decode(inflated.subarray(0, 11))).toBe('r/zeros.bin');
-    expect(inflated.subarray(512).every((b) => b === 0)).toBe(true);
-  });
-
-  // Inflating 1 GiB with fflate alone takes ~10 s, so finishing in 5 s proves the bomb was stopped early.
-  it.each([200, 1024])('stops a gzip bomb of %i MiB of zeros quickly, without inflating it', async (mib) => {
-    const bomb = zeroBomb(mib);
-    expect(bomb.byteLength).toBeLessThan(mib * 1100 + 2048);
-    const started = performance.now();
-    const err = await rejection(unpackTree(bomb, { maxEntries: 100, maxFileBytes: 10 * 2 ** 20, maxTotalBytes: 10 * 2 ** 20 }), 'archive_too_large', 413);
-    expect(performance.now() - started).toBeLessThan(5_000);
-    expect(err.message).toMatch(/^archive too large: /);
-  });
-
-  const manyFiles = (n: number, size = 1) => Array.from({ length: n }, (_, i) => ({ path: `f${String(i).padStart(3, '0')}`, data: new Uint8Array(size).fill(65) }));
-
-  it('allows exactly maxEntries entries and rejects one more', async () => {
-    const gz = await packTree({ root: 'r', files: manyFiles(49), mtime: MTIME }); // 49 files + the root folder
-    expect((await unpackTree(gz, { ...ROOMY, maxEntries: 50 })).files).toHaveLength(49);
-    const err = await rejection(unpackTree(gz, { ...ROOMY, maxEntries: 49 }), 'archive_too_large', 413);
-    expect(err.message).toMatch(/more than 49 entries/);
-  });
-
-  it('rejects thousands of empty entries with a small maxEntries', async () => {
-    const gz = await packTree({ root: 'r', files: manyFiles(2000, 0), mtime: MTIME });
-    await rejection(unpackTree(gz, { ...ROOMY, maxEntries: 100 }), 'archive_too_large', 413);
-  });
-
-  it('allows a file of exactly maxFileBytes and rejects one byte more, naming the file', async () => {
-    const exact = await packTree({ root: 'r', files: [{ path: 'big.bin', data: new Uint8Array(1000) }], mtime: MTIME });
-    expect((await unpackTree(exact, { ...ROOMY, maxFileBytes: 1000 })).files[0]!.data.byteLength).toBe(1000);
-    const over = await packTree({ root: 'r', files: [{ path: 'big.bin', data: new Uint8Array(1001) }], mtime: MTIME });
-    const err = await rejection(unpackTree(over, { ...ROOMY, maxFileBytes: 1000 }), 'archive_too_large', 413);
-    expect(err.message).toContain('r/big.bin');
-  });
-
-  it('allows a total of exactly maxTotalBytes and rejects more, even when each file is small enough', async () => {
-    const limits = { ...ROOMY, maxFileBytes: 600, maxTotalBytes: 1000 };
-    const exact = await packTree({ root: 'r', files: manyFiles(2, 500), mtime: MTIME });
-    expect((await unpackTree(exact, limits)).files).toHaveLength(2);
-    const over = await packTree({ root: 'r', files: manyFiles(3, 400), mtime: MTIME });
-    const err = await rejection(unpackTree(over, limits), 'archive_too_large', 413);
-    expect(err.message).toMatch(/over 1000 bytes/);
-  });
-});
-
-describe('fixes found in review', () => {
   it('orders names by code point, as Python does, even beyond the BMP', async () => {
     const files = [{ path: '\u{1F600}.txt', data: utf8('a') }, { path: '\uFF01.txt', data: utf8('b') }];
     const dir = writeTree(freshDir(), 'r', files);
@@ -528,35 +414,361 @@ describe('fixes found in review', () => {
     const theirs = pythonList(pythonPack(dir, 'r')).map((m) => m.name);
     expect(ours).toEqual(theirs);
   });
+});
+
+describe.each(UNPACKERS)('%s', (_name, unpack) => {
+  describe('rejects hostile archives', () => {
+    it('accepts the hand-made archives when nothing is wrong (so each rejection below is about its one bad entry)', async () => {
+      const parts = [...rootDir(), ...okFile(), ...paxEntry({ path: 'r/from-pax.txt' }, { name: 'r/placeholder', body: utf8('pax') })];
+      const out = await unpack(rawTarGz(parts), ROOMY);
+      expect(out.dirs).toEqual(['r']);
+      expect(digest(out.files)).toEqual(digest([{ path: 'r/ok.txt', data: utf8('fine\n') }, { path: 'r/from-pax.txt', data: utf8('pax') }]));
+      // GNU tar agrees the headers (and checksums) are valid.
+      const file = join(freshDir(), 'hand.tar');
+      writeFileSync(file, rawTar(parts));
+      expect(execFileSync('tar', ['tf', file], { encoding: 'utf8' }).trimEnd().split('\n')).toEqual(['r/', 'r/ok.txt', 'r/from-pax.txt']);
+    });
+
+    describe.each([
+      ['an absolute path', () => rawEntry({ name: '/etc/passwd', body: utf8('root::0:0\n') })],
+      ['a "../" path', () => rawEntry({ name: '../evil', body: utf8('x') })],
+      ['a path climbing out through "a/../../"', () => rawEntry({ name: 'a/../../evil', body: utf8('x') })],
+      ['a ".." hidden in the ustar prefix field', () => rawEntry({ prefix: 'r/..', name: '../evil', body: utf8('x') })],
+      ['an absolute ustar prefix', () => rawEntry({ prefix: '/etc', name: 'passwd', body: utf8('x') })],
+      ['a PAX path record with ".."', () => paxEntry({ path: 'r/../../evil' }, { name: 'r/innocent', body: utf8('x') })],
+      ['a GNU long name that is absolute', () => [...rawEntry({ name: '././@LongLink', type: 'L', body: utf8('/etc/passwd\0') }), ...rawEntry({ name: 'r/short', body: utf8('x') })]],
+      ['a backslash in a name', () => rawEntry({ name: 'r\\..\\..\\evil', body: utf8('x') })],
+      ['a NUL in a name (via PAX)', () => paxEntry({ path: 'r/a\0b' }, { name: 'r/ab', body: utf8('x') })],
+      ['a newline in a name', () => rawEntry({ name: 'r/a\nb', body: utf8('x') })],
+      ['a drive letter', () => rawEntry({ name: 'C:/Windows/evil', body: utf8('x') })],
+    ])('with %s', (_label, bad) => {
+      it('fails with 422 invalid_archive', async () => {
+        const err = await rejection(unpack(rawTarGz([...rootDir(), ...okFile(), ...bad()]), ROOMY), 'invalid_archive', 422);
+        expect(err.message).toMatch(/^invalid archive: /);
+      });
+    });
+
+    it.each([
+      ['a symlink', { name: 'r/link', type: '2', linkname: '/etc/passwd' }, /symlink/],
+      ['a hard link', { name: 'r/hard', type: '1', linkname: 'r/ok.txt' }, /link/],
+      ['a character device', { name: 'r/tty', type: '3' }, /character-device/],
+      ['a block device', { name: 'r/sda', type: '4' }, /block-device/],
+      ['a FIFO', { name: 'r/pipe', type: '6' }, /fifo/],
+    ] as const)('rejects %s with 422 and names the entry', async (_label, entry, kind) => {
+      const err = await rejection(unpack(rawTarGz([...rootDir(), ...okFile(), ...rawEntry(entry)]), ROOMY), 'invalid_archive', 422);
+      expect(err.message).toMatch(kind);
+      expect(err.message).toContain(entry.name);
+    });
+
+    it('rejects a symlink archived by Python tarfile from a real folder', async () => {
+      const dir = writeTree(freshDir(), 'proj', [{ path: 'ok.txt', data: utf8('fine') }]);
+      symlinkSync('/etc/passwd', join(dir, 'passwd'));
+      const err = await rejection(unpack(pythonPack(dir, 'proj'), ROOMY), 'invalid_archive', 422);
+      expect(err.message).toMatch(/symlink/);
+    });
+
+    it('rejects the same file twice, also when the names differ only before normalisation', async () => {
+      const twice = [...rootDir(), ...okFile('r/a.txt'), ...okFile('r/a.txt')];
+      expect((await rejection(unpack(rawTarGz(twice), ROOMY), 'invalid_archive', 422)).message).toMatch(/duplicate.*r\/a\.txt/);
+      const aliased = [...rootDir(), ...okFile('r/a.txt'), ...okFile('./r//a.txt')];
+      expect((await rejection(unpack(rawTarGz(aliased), ROOMY), 'invalid_archive', 422)).message).toMatch(/duplicate/);
+      const fileThenDir = [...rootDir(), ...okFile('r/a'), ...rawEntry({ name: 'r/a/', type: '5' })];
+      await rejection(unpack(rawTarGz(fileThenDir), ROOMY), 'invalid_archive', 422);
+    });
+
+    it('rejects a path that is both a file and a folder, in either order', async () => {
+      for (const order of [
+        ['r/a', 'r/a/b'],
+        ['r/a/b', 'r/a'],
+      ]) {
+        const parts = [...rootDir(), ...order.flatMap((n) => okFile(n))];
+        const err = await rejection(unpack(rawTarGz(parts), ROOMY), 'invalid_archive', 422);
+        expect(err.message).toContain('"r/a" is both a file and a folder');
+      }
+    });
+
+    it('rejects a file whose header promises more bytes than the archive holds', async () => {
+      const truncated = [...rootDir(), ...rawEntry({ name: 'r/big.bin', size: 100_000, body: utf8('only a little') })];
+      const err = await rejection(unpack(rawTarGz(truncated, { eof: false }), ROOMY), 'invalid_archive', 422);
+      expect(err.message).toMatch(/truncated/i);
+    });
+
+    it('rejects a gzip stream cut in half', async () => {
+      const gz = await packTree({ root: ROOT, files: TREE, mtime: MTIME });
+      const err = await rejection(unpack(gz.subarray(0, gz.byteLength >> 1), ROOMY), 'invalid_archive', 422);
+      expect(err.message).toMatch(/gzip/);
+    });
+
+    it.each([
+      ['an uncompressed tar', () => rawTar([...rootDir(), ...okFile()])],
+      ['a zip header', () => utf8('PK\u0003\u0004 definitely not gzip, padded to be long enough')],
+      ['random bytes', () => new Uint8Array(randomBytes(4096))],
+      ['nothing at all', () => new Uint8Array(0)],
+      ['a gzip magic with garbage after it', () => concat([new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), new Uint8Array(randomBytes(64)).map((b) => b | 0x07)])],
+    ])('rejects %s with 422', async (_label, bytes) => {
+      await rejection(unpack(bytes(), ROOMY), 'invalid_archive', 422);
+    });
+  });
+
+  describe('enforces its limits (413 archive_too_large)', () => {
+    it('builds valid zero bombs (checked by node:zlib, which verifies the CRC)', () => {
+      const inflated = gunzipSync(zeroBomb(3));
+      expect(inflated.byteLength).toBe(512 + 3 * 2 ** 20);
+      expect(new TextDecoder().decode(inflated.subarray(0, 11))).toBe('r/zeros.bin');
+      expect(inflated.subarray(512).every((b) => b === 0)).toBe(true);
+    });
+
+    it('builds valid bombs of zeros after the end marker, which no entry header gives away', () => {
+      const inflated = gunzipSync(zeroBomb(3, rawTar([...rootDir(), ...okFile()])));
+      expect(execFileSync('tar', ['tzf', '-'], { input: zeroBomb(3, rawTar([...rootDir(), ...okFile()])), encoding: 'utf8' })).toBe('r/\nr/ok.txt\n');
+      expect(inflated.byteLength).toBe(3 * 512 + 1024 + 3 * 2 ** 20);
+    });
+
+    it('stops a bomb of 1 GiB of zeros after the end marker quickly: the inflated size is bounded, not just the entries', async () => {
+      const started = performance.now();
+      const err = await rejection(unpack(zeroBomb(1024, rawTar([...rootDir(), ...okFile()])), { maxEntries: 10, maxFileBytes: 2 ** 20, maxTotalBytes: 2 ** 20 }), 'archive_too_large', 413);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(err.message).toMatch(/inflates to more than/);
+    });
+
+    // Inflating 1 GiB with fflate alone takes ~10 s, so finishing in 5 s proves the bomb was stopped early.
+    it.each([200, 1024])('stops a gzip bomb of %i MiB of zeros quickly, without inflating it', async (mib) => {
+      const bomb = zeroBomb(mib);
+      expect(bomb.byteLength).toBeLessThan(mib * 1100 + 2048);
+      const started = performance.now();
+      const err = await rejection(unpack(bomb, { maxEntries: 100, maxFileBytes: 10 * 2 ** 20, maxTotalBytes: 10 * 2 ** 20 }), 'archive_too_large', 413);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(err.message).toMatch(/^archive too large: /);
+    });
+
+    const manyFiles = (n: number, size = 1) => Array.from({ length: n }, (_, i) => ({ path: `f${String(i).padStart(3, '0')}`, data: new Uint8Array(size).fill(65) }));
+
+    it('allows exactly maxEntries entries and rejects one more', async () => {
+      const gz = await packTree({ root: 'r', files: manyFiles(49), mtime: MTIME }); // 49 files + the root folder
+      expect((await unpack(gz, { ...ROOMY, maxEntries: 50 })).files).toHaveLength(49);
+      const err = await rejection(unpack(gz, { ...ROOMY, maxEntries: 49 }), 'archive_too_large', 413);
+      expect(err.message).toMatch(/more than 49 entries/);
+    });
+
+    it('rejects thousands of empty entries with a small maxEntries', async () => {
+      const gz = await packTree({ root: 'r', files: manyFiles(2000, 0), mtime: MTIME });
+      await rejection(unpack(gz, { ...ROOMY, maxEntries: 100 }), 'archive_too_large', 413);
+    });
+
+    it('allows a file of exactly maxFileBytes and rejects one byte more, naming the file', async () => {
+      const exact = await packTree({ root: 'r', files: [{ path: 'big.bin', data: new Uint8Array(1000) }], mtime: MTIME });
+      expect((await unpack(exact, { ...ROOMY, maxFileBytes: 1000 })).files[0]!.data.byteLength).toBe(1000);
+      const over = await packTree({ root: 'r', files: [{ path: 'big.bin', data: new Uint8Array(1001) }], mtime: MTIME });
+      const err = await rejection(unpack(over, { ...ROOMY, maxFileBytes: 1000 }), 'archive_too_large', 413);
+      expect(err.message).toContain('r/big.bin');
+    });
+
+    it('allows a total of exactly maxTotalBytes and rejects more, even when each file is small enough', async () => {
+      const limits = { ...ROOMY, maxFileBytes: 600, maxTotalBytes: 1000 };
+      const exact = await packTree({ root: 'r', files: manyFiles(2, 500), mtime: MTIME });
+      expect((await unpack(exact, limits)).files).toHaveLength(2);
+      const over = await packTree({ root: 'r', files: manyFiles(3, 400), mtime: MTIME });
+      const err = await rejection(unpack(over, limits), 'archive_too_large', 413);
+      expect(err.message).toMatch(/over 1000 bytes/);
+    });
+  });
+
+  describe('rejects what review found', () => {
+    it.each([
+      ['gzip of text that is not a tar', () => gzipSync(utf8('hello world, not a tar'))],
+      ['gzip of nothing', () => gzipSync(new Uint8Array(0))],
+      ['gzip of random bytes', () => gzipSync(new Uint8Array(randomBytes(600)))],
+      ['a tar cut inside a header', () => gzipSync(rawTar([...rootDir(), ...okFile(), ...okFile('r/b.txt')]).subarray(0, 512 * 3 + 300))],
+      ['a tar cut at an entry boundary', () => gzipSync(rawTar([...rootDir(), ...okFile(), ...okFile('r/b.txt')], { eof: false }).subarray(0, 512 * 3))],
+    ])('rejects %s with 422', async (_name, make) => {
+      await rejection(unpack(make(), ROOMY), 'invalid_archive', 422);
+    });
+
+    it('rejects a gzip whose CRC or length trailer is wrong', async () => {
+      const gz = await packTree({ root: ROOT, files: TREE, mtime: MTIME });
+      const badCrc = gz.slice();
+      badCrc[gz.byteLength - 8]! ^= 0xff;
+      await rejection(unpack(badCrc, ROOMY), 'invalid_archive', 422);
+      await rejection(unpack(gz.subarray(0, gz.byteLength - 4), ROOMY), 'invalid_archive', 422);
+    });
+
+    it('rejects a header whose checksum is wrong', async () => {
+      const tar = rawTar([...rootDir(), ...okFile()]);
+      tar[512 + 10] = 'X'.charCodeAt(0); // a name byte of the second header; its checksum no longer matches
+      await rejection(unpack(gzipSync(tar), ROOMY), 'invalid_archive', 422);
+    });
+
+    it("accepts Python's PAX-per-entry archives right at the limits", async () => {
+      const files = Array.from({ length: 3 }, (_, i) => ({ path: `f${i}`, data: utf8('x') }));
+      const dir = writeTree(freshDir(), 'r', files, ['a', 'b', 'c']);
+      const out = await unpack(pythonPack(dir, 'r'), { maxEntries: 7, maxFileBytes: 1, maxTotalBytes: 3 });
+      expect(out.files).toHaveLength(3);
+    });
+  });
+});
+
+describe('packing from streams and from disk', () => {
+  /** Deterministic bytes that deflate neither trivially nor not at all. */
+  const noise = (n: number, seed: number) => {
+    const out = new Uint8Array(n);
+    for (let i = 0, x = seed; i < n; i++) out[i] = 97 + ((x = (x * 1103515245 + 12345) >>> 0) >>> 27);
+    return out;
+  };
+  // Files over deflate's 64 KiB piece and at odd sizes, so reads, entries and pieces all end in different places.
+  const BIG: TreeFile[] = [...TREE, { path: 'big/one.txt', data: noise(300_001, 1) }, { path: 'big/two.txt', data: noise(65_537, 2) }];
+  const streamed = (files: readonly TreeFile[], size: number): StreamedFile[] =>
+    files.map((f) => ({
+      path: f.path,
+      size: f.data.byteLength,
+      async *chunks() {
+        // One buffer reused for every chunk, as a file reader does.
+        const buffer = new Uint8Array(size);
+        for (const c of chunksOf(f.data, size)) {
+          buffer.set(c);
+          yield buffer.subarray(0, c.byteLength);
+        }
+      },
+    }));
+  const collect = async (chunks: AsyncIterable<Uint8Array>) => {
+    const out: Uint8Array[] = [];
+    for await (const c of chunks) out.push(c);
+    return concat(out);
+  };
+  let expected: string;
+  beforeAll(async () => {
+    expected = sha256(await packTree({ root: ROOT, files: BIG, emptyDirs: EMPTY_DIRS, mtime: MTIME }));
+  });
+
+  it.each([7, 4093, 65_536, 100_003])('gives exactly the in-memory bytes when files arrive in chunks of %i bytes', async (size) => {
+    expect(sha256(await packTree({ root: ROOT, files: streamed(BIG, size), emptyDirs: EMPTY_DIRS, mtime: MTIME }))).toBe(expected);
+    const mixed = BIG.map((f, i) => (i % 2 ? f : streamed([f], size)[0]!));
+    expect(sha256(await collect(packTreeStream({ root: ROOT, files: mixed, emptyDirs: EMPTY_DIRS, mtime: MTIME })))).toBe(expected);
+  });
+
+  it('gives exactly the in-memory bytes when packing files from disk, and they unpack to the tree', async () => {
+    const dir = writeTree(freshDir(), ROOT, BIG);
+    const files = BIG.map((f) => diskFile(f.path, join(dir, f.path), f.data.byteLength));
+    const gz = await collect(packTreeStream({ root: ROOT, files, emptyDirs: EMPTY_DIRS, mtime: MTIME }));
+    expect(sha256(gz)).toBe(expected);
+    const out = await unpackTree(gz, ROOMY);
+    expect(digest(out.files)).toEqual(digest(BIG.map((f) => ({ path: `${ROOT}/${f.path}`, data: f.data }))));
+  });
+
+  it('refuses a file that gives fewer or more bytes than it said, or changed on disk since it was listed', async () => {
+    const [f] = streamed([{ path: 'a.txt', data: utf8('12345') }], 2);
+    await expect(packTree({ root: 'r', files: [{ ...f!, size: 6 }], mtime: MTIME })).rejects.toThrow(/changed while being packed/);
+    await expect(packTree({ root: 'r', files: [{ ...f!, size: 4 }], mtime: MTIME })).rejects.toThrow(/changed while being packed/);
+    const dir = writeTree(freshDir(), 'r', [{ path: 'a.txt', data: utf8('12345') }]);
+    await expect(packTree({ root: 'r', files: [diskFile('a.txt', join(dir, 'a.txt'), 6)], mtime: MTIME })).rejects.toThrow(/shrank/);
+    await expect(packTree({ root: 'r', files: [diskFile('a.txt', join(dir, 'a.txt'), 4)], mtime: MTIME })).rejects.toThrow(/grew/);
+    symlinkSync(join(dir, 'a.txt'), join(dir, 'link.txt'));
+    await expect(packTree({ root: 'r', files: [diskFile('link.txt', join(dir, 'link.txt'), 5)], mtime: MTIME })).rejects.toMatchObject({ code: 'ELOOP' });
+  });
+
+  it('stops the files it read ahead when packing fails, so none stays open', async () => {
+    const open = new Set<number>();
+    let opened = 0;
+    const files: StreamedFile[] = Array.from({ length: 20 }, (_, i) => ({
+      path: `f${String(i).padStart(2, '0')}`,
+      size: i === 3 ? 99 : 1, // f03 says 99 bytes and gives 1
+      async *chunks() {
+        open.add(i);
+        opened++;
+        try {
+          yield utf8('x');
+        } finally {
+          open.delete(i);
+        }
+      },
+    }));
+    await expect(packTree({ root: 'r', files, mtime: MTIME })).rejects.toThrow(/"f03" changed while being packed/);
+    expect(opened).toBeGreaterThan(4); // files after f03 had started
+    expect([...open]).toEqual([]);
+  });
+
+  const deno = 'node_modules/.bin/deno';
+  it.skipIf(!existsSync(deno))('gives the same bytes under Deno, and unpacks there with the same checks', () => {
+    const script = `
+      import { packTree, unpackTree } from './functions/_shared/archive/tar-gz.ts';
+      const noise = ${noise.toString()};
+      const enc = new TextEncoder();
+      const files = [{ path: 'big/one.txt', data: noise(300_001, 1) }, { path: 'x/${PATH_OVER_256}', data: enc.encode('long') }, { path: 'données.txt', data: enc.encode('é') }];
+      const gz = await packTree({ root: 'r', files, emptyDirs: ['artifacts'], mtime: new Date(${MTIME.getTime()}) });
+      const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', gz));
+      const limits = { maxEntries: 100, maxFileBytes: 2 ** 20, maxTotalBytes: 2 ** 20 };
+      const back = await unpackTree(gz, limits);
+      const refused = await unpackTree(gz.subarray(0, 5000), limits).catch((e) => e.code);
+      console.log([...hash].map((b) => b.toString(16).padStart(2, '0')).join(''), back.files.length, refused);`;
+    const underDeno = execFileSync(deno, ['eval', '--node-modules-dir=none', '--config', 'deno.json', script], {
+      env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1' },
+      encoding: 'utf8',
+    }).trim();
+    const files = [{ path: 'big/one.txt', data: noise(300_001, 1) }, { path: `x/${PATH_OVER_256}`, data: utf8('long') }, { path: 'données.txt', data: utf8('é') }];
+    return packTree({ root: 'r', files, emptyDirs: ['artifacts'], mtime: MTIME }).then((gz) => expect(underDeno).toBe(`${sha256(gz)} 3 invalid_archive`));
+  });
+});
+
+describe('unpackToDirectory', () => {
+  const limits = { maxEntries: 10, maxFileBytes: 2 ** 20, maxTotalBytes: 2 ** 20 };
+
+  it('with a root, makes that top folder the destination itself, and refuses an entry outside it leaving nothing', async () => {
+    const gz = await packTree({ root: 'v1__g', files: [{ path: 'source/app.py', data: utf8('print(1)\n') }], emptyDirs: ['artifacts'], mtime: MTIME });
+    const dest = join(freshDir(), 'generation');
+    const listing = await unpackToDirectory([gz], dest, limits, 'v1__g');
+    expect(readdirSync(dest).sort()).toEqual(['artifacts', 'source']);
+    expect(readFileSync(join(dest, 'source/app.py'), 'utf8')).toBe('print(1)\n');
+    expect(listing).toEqual({ files: [{ path: 'source/app.py', size: 9 }], dirs: expect.arrayContaining(['artifacts', 'source']) });
+
+    const other = join(freshDir(), 'generation');
+    const err = await rejection(unpackToDirectory([gz], other, limits, 'v2__g'), 'invalid_archive', 422);
+    expect(err.message).toContain('outside v2__g/');
+    expect(existsSync(other)).toBe(false);
+  });
+
+  it('refuses a destination that already exists, and leaves it as it was', async () => {
+    const gz = await packTree({ root: 'r', files: [{ path: 'a.txt', data: utf8('new') }], mtime: MTIME });
+    const dest = writeTree(freshDir(), 'taken', [{ path: 'a.txt', data: utf8('old') }]);
+    await expect(unpackToDirectory([gz], dest, limits)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(readFileSync(join(dest, 'a.txt'), 'utf8')).toBe('old');
+  });
+
+  it('stops reading its input as soon as a bomb inflates past the bound', async () => {
+    const bomb = zeroBomb(1024, rawTar([...rootDir(), ...okFile()]));
+    let fed = 0;
+    function* counted() {
+      for (const c of chunksOf(bomb, 1024)) {
+        fed += c.byteLength;
+        yield c;
+      }
+    }
+    const dest = join(freshDir(), 'out');
+    await rejection(unpackToDirectory(counted(), dest, limits), 'archive_too_large', 413);
+    // ~1 MiB may inflate, from ~1 KiB of this bomb; reading on to its end would take all of its ~1 MiB.
+    expect(fed).toBeLessThan(bomb.byteLength / 20);
+    expect(existsSync(dest)).toBe(false);
+  });
+});
+
+describe('unpackGeneration (the cache fill)', () => {
+  const ref = { projectId: '11111111-1111-4111-8111-111111111111', generationId: '22222222-2222-4222-8222-222222222222', version: 3 };
+  const manifest = buildManifest({ ...ref, createdAt: MTIME, files: [{ path: 'app.py', data: utf8('print(1)\n') }], metadata: { prompt: 'hi' } });
+  const limits = { maxEntries: 10, maxFileBytes: 2 ** 20, maxTotalBytes: 2 ** 20 };
+
+  it("unpacks a generation's archive into its folder and returns its manifest", async () => {
+    const { bytes } = await packGeneration(manifest, [{ path: 'app.py', data: utf8('print(1)\n') }]);
+    const dest = join(freshDir(), 'generation');
+    expect(await unpackGeneration(chunksOf(bytes, 100), ref, limits, dest)).toEqual(manifest);
+    expect(readdirSync(dest).sort()).toEqual(['artifacts', 'manifest.json', 'source']);
+    expect(readFileSync(join(dest, 'source/app.py'), 'utf8')).toBe('print(1)\n');
+  });
 
   it.each([
-    ['gzip of text that is not a tar', () => gzipSync(utf8('hello world, not a tar'))],
-    ['gzip of nothing', () => gzipSync(new Uint8Array(0))],
-    ['gzip of random bytes', () => gzipSync(new Uint8Array(randomBytes(600)))],
-    ['a tar cut inside a header', () => gzipSync(rawTar([...rootDir(), ...okFile(), ...okFile('r/b.txt')]).subarray(0, 512 * 3 + 300))],
-    ['a tar cut at an entry boundary', () => gzipSync(rawTar([...rootDir(), ...okFile(), ...okFile('r/b.txt')], { eof: false }).subarray(0, 512 * 3))],
-  ])('rejects %s with 422', async (_name, make) => {
-    await rejection(unpackTree(make(), ROOMY), 'invalid_archive', 422);
-  });
-
-  it('rejects a gzip whose CRC or length trailer is wrong', async () => {
-    const gz = await packTree({ root: ROOT, files: TREE, mtime: MTIME });
-    const badCrc = gz.slice();
-    badCrc[gz.byteLength - 8]! ^= 0xff;
-    await rejection(unpackTree(badCrc, ROOMY), 'invalid_archive', 422);
-    await rejection(unpackTree(gz.subarray(0, gz.byteLength - 4), ROOMY), 'invalid_archive', 422);
-  });
-
-  it('rejects a header whose checksum is wrong', async () => {
-    const tar = rawTar([...rootDir(), ...okFile()]);
-    tar[512 + 10] = 'X'.charCodeAt(0); // a name byte of the second header; its checksum no longer matches
-    await rejection(unpackTree(gzipSync(tar), ROOMY), 'invalid_archive', 422);
-  });
-
-  it("accepts Python's PAX-per-entry archives right at the limits", async () => {
-    const files = Array.from({ length: 3 }, (_, i) => ({ path: `f${i}`, data: utf8('x') }));
-    const dir = writeTree(freshDir(), 'r', files, ['a', 'b', 'c']);
-    const out = await unpackTree(pythonPack(dir, 'r'), { maxEntries: 7, maxFileBytes: 1, maxTotalBytes: 3 });
-    expect(out.files).toHaveLength(3);
+    ['names another generation', () => packGeneration({ ...manifest, version: 4 }, [])],
+    ['has no manifest', () => packTree({ root: `v3__${ref.generationId}`, files: [{ path: 'source/app.py', data: utf8('x') }], mtime: MTIME }).then((bytes) => ({ bytes }))],
+    ['has an entry outside its folder', () => packTree({ root: 'elsewhere', files: [{ path: 'manifest.json', data: encodeManifest(manifest) }], mtime: MTIME }).then((bytes) => ({ bytes }))],
+  ])('refuses an archive that %s (422), leaving nothing', async (_label, make) => {
+    const dest = join(freshDir(), 'generation');
+    await rejection(make().then(({ bytes }) => unpackGeneration([bytes], ref, limits, dest)), 'invalid_archive', 422);
+    expect(existsSync(dest)).toBe(false);
   });
 });

@@ -1,6 +1,9 @@
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
+import { unpackToDirectory } from './disk-tree.ts';
 import { encodeManifest, parseManifest, sha256Hex, type Manifest } from './manifest.ts';
-import { packTree, unpackTree, type TreeFile, type UnpackLimits } from './tar-gz.ts';
+import { packTree, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
 
 /** A generation's identity on disk and in the bucket. */
 export interface GenerationRef {
@@ -25,16 +28,19 @@ export interface PackedArchive {
  * `source/<files>` and an empty `artifacts/`. Every entry's mtime is the manifest's `created_at`, so the same
  * generation always packs to the same bytes.
  */
-export async function packGeneration(manifest: Manifest, sourceFiles: readonly TreeFile[]): Promise<PackedArchive> {
+export async function packGeneration(manifest: Manifest, sourceFiles: readonly (TreeFile | StreamedFile)[]): Promise<PackedArchive> {
   const root = generationDirName({ version: manifest.version, generationId: manifest.generation_id });
   const bytes = await packTree({
     root,
     mtime: manifestTime(manifest),
     emptyDirs: ['artifacts', 'source'],
-    files: [{ path: 'manifest.json', data: encodeManifest(manifest) }, ...sourceFiles.map((f) => ({ path: `source/${f.path}`, data: f.data }))],
+    files: [{ path: 'manifest.json', data: encodeManifest(manifest) }, ...sourceFiles.map((f) => inFolder('source', f))],
   });
   return { bytes, sha256: sha256Hex(bytes) };
 }
+
+const inFolder = (folder: string, f: TreeFile | StreamedFile): TreeFile | StreamedFile =>
+  'data' in f ? { path: `${folder}/${f.path}`, data: f.data } : { path: `${folder}/${f.path}`, size: f.size, chunks: () => f.chunks() };
 
 /** Python writes `created_at` without a zone (`datetime.utcnow().isoformat()`); read that as UTC. */
 export function manifestTime(manifest: Pick<Manifest, 'created_at'>): Date {
@@ -44,25 +50,28 @@ export function manifestTime(manifest: Pick<Manifest, 'created_at'>): Date {
 }
 
 /**
- * Reads a generation archive back (already verified by sha256, still unpacked with every safety check):
- * everything must sit under `v{version}__{generation_id}/`, and its manifest must name this generation.
+ * Unpacks a generation archive (already verified by sha256, still unpacked with every safety check) into `dest`,
+ * which must not exist: everything must sit under `v{version}__{generation_id}/` — that folder becomes `dest` —
+ * and its manifest must name this generation. Files go to disk as they inflate, never all in memory.
+ * On failure nothing is left at `dest`.
  */
-export async function readGenerationArchive(
-  bytes: Uint8Array,
-  ref: GenerationRef,
-  limits: UnpackLimits,
-): Promise<{ manifest: Manifest; files: TreeFile[] }> {
-  const tree = await unpackTree(bytes, limits);
-  const root = `${generationDirName(ref)}/`;
-  const outside = [...tree.dirs.map((d) => `${d}/`), ...tree.files.map((f) => f.path)].find((p) => !p.startsWith(root) && p !== root);
-  if (outside) throw invalidArchive(`entry ${JSON.stringify(outside)} is outside ${root}`);
-  const manifestFile = tree.files.find((f) => f.path === `${root}manifest.json`);
-  const manifest = manifestFile && parseManifest(manifestFile.data);
+export async function unpackGeneration(gz: ByteChunks, ref: GenerationRef, limits: UnpackLimits, dest: string): Promise<Manifest> {
+  await unpackToDirectory(gz, dest, limits, generationDirName(ref));
+  try {
+    // Written just now by the unpack: a regular file (an archive holds no links), at most maxFileBytes.
+    return namesGeneration(await readFile(join(dest, 'manifest.json')).catch(() => undefined), ref);
+  } catch (err) {
+    await rm(dest, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The archive's manifest, which must parse and name this very generation. */
+function namesGeneration(bytes: Uint8Array | undefined, ref: GenerationRef): Manifest {
+  const manifest = bytes && parseManifest(bytes);
   if (!manifest) throw invalidArchive('no readable manifest.json');
   if (manifest.generation_id !== ref.generationId || manifest.project_id !== ref.projectId || manifest.version !== ref.version) {
     throw invalidArchive('manifest.json names another generation');
   }
-  const source = `${root}source/`;
-  const files = tree.files.filter((f) => f.path.startsWith(source)).map((f) => ({ path: f.path.slice(source.length), data: f.data }));
-  return { manifest, files };
+  return manifest;
 }

@@ -23,26 +23,36 @@ export type Manifest = z.infer<typeof manifestSchema>;
 
 export const sha256Hex = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
 
+/** What a manifest records of one file, for callers that never hold the file whole (e.g. hashed from disk). */
+export interface FileDigest {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+const digestOf = (f: TreeFile | FileDigest): FileDigest => ('data' in f ? { path: f.path, size: f.data.byteLength, sha256: sha256Hex(f.data) } : f);
+const sortedDigests = (files: readonly (TreeFile | FileDigest)[]) => files.map(digestOf).sort((a, b) => byCodePoint(a.path, b.path));
+
 /** Builds the manifest for source files (paths relative to `source/`), sorted by path. */
 export function buildManifest(input: {
   generationId: string;
   projectId: string;
   version: number;
   createdAt: Date;
-  files: readonly TreeFile[];
+  files: readonly (TreeFile | FileDigest)[];
   metadata: Record<string, unknown>;
 }): Manifest {
-  const files = [...input.files].sort((a, b) => byCodePoint(a.path, b.path));
+  const files = sortedDigests(input.files);
   return {
     generation_id: input.generationId,
     project_id: input.projectId,
     version: input.version,
     created_at: input.createdAt.toISOString(),
     file_count: files.length,
-    total_size_bytes: files.reduce((n, f) => n + f.data.byteLength, 0),
+    total_size_bytes: files.reduce((n, f) => n + f.size, 0),
     files: files.map((f) => f.path),
     metadata: input.metadata,
-    file_details: files.map((f) => ({ path: f.path, size_bytes: f.data.byteLength, sha256: sha256Hex(f.data) })),
+    file_details: files.map((f) => ({ path: f.path, size_bytes: f.size, sha256: f.sha256 })),
   };
 }
 
@@ -91,11 +101,9 @@ export function parseManifest(bytes: Uint8Array): Manifest | undefined {
  * A digest of what the caller sent — paths, contents and metadata, independent of key order — so a re-sent
  * generation can be told apart from a different one under the same id.
  */
-export function contentDigest(files: readonly TreeFile[], metadata: Record<string, unknown>): string {
+export function contentDigest(files: readonly (TreeFile | FileDigest)[], metadata: Record<string, unknown>): string {
   const h = createHash('sha256');
-  for (const f of [...files].sort((a, b) => byCodePoint(a.path, b.path))) {
-    h.update(`${f.path}\0${f.data.byteLength}\0`).update(sha256Hex(f.data)).update('\0');
-  }
+  for (const f of sortedDigests(files)) h.update(`${f.path}\0${f.size}\0`).update(f.sha256).update('\0');
   h.update(canonicalJson(metadata));
   return h.digest('hex');
 }

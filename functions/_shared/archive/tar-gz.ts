@@ -1,9 +1,12 @@
-import { gunzipSync } from 'node:zlib';
-import { gzipSync } from 'fflate';
-import { packTar, unpackTar, type TarHeader } from 'modern-tar';
-import { invalidArchive, AppError, ErrorCode } from '../errors.ts';
+import { createTarDecoder } from 'modern-tar';
 import { byCodePoint } from '../code-point-order.ts';
+import { AppError, invalidArchive } from '../errors.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
+import { boundedGunzip } from './bounded-gunzip.ts';
+import { DeterministicGzip } from './deterministic-gzip.ts';
+import { EntryCheck } from './entry-check.ts';
+import { readAhead } from './read-ahead.ts';
+import { padding, tarHeader, TAR_BLOCK, TAR_END } from './tar-header.ts';
 
 /** One file of a tree, by its path relative to the tree's root ("source/app/main.py"). */
 export interface TreeFile {
@@ -11,28 +14,81 @@ export interface TreeFile {
   data: Uint8Array;
 }
 
+/** A file packed without holding it whole (e.g. read from disk): its size up front, then its bytes in order. */
+export interface StreamedFile {
+  path: string;
+  size: number;
+  /** Exactly `size` bytes; each chunk is used before the next is asked for, so a reader may reuse its buffer. */
+  chunks(): AsyncIterable<Uint8Array>;
+}
+
 export interface PackOptions {
   /** The single top-level folder of the archive, e.g. "v3__<generation_id>". */
   root: string;
-  files: readonly TreeFile[];
+  files: readonly (TreeFile | StreamedFile)[];
   /** Empty folders to include (e.g. "artifacts"). */
   emptyDirs?: readonly string[];
   /** Every entry's mtime; the same value always gives the same bytes. */
   mtime: Date;
 }
 
-const GZIP_LEVEL = 6;
-
 /**
  * Packs a tree as a deterministic tar.gz laid out like Python's `tarfile.add(dir, arcname=root)`:
  * the root folder, then each folder's children sorted by name, folders before their contents.
  * Fixed owner (0/0, no names), modes 0644/0755, the given mtime and a gzip header without time or name,
- * so the same tree always gives the same bytes on Node and on Deno (fflate, not the platform's zlib).
+ * so the same tree always gives the same bytes on Node and on Deno — whether its files are in memory or streamed.
  */
 export async function packTree(opts: PackOptions): Promise<Uint8Array> {
+  return concat(await collect(packTreeStream(opts)));
+}
+
+/**
+ * `packTree`, chunk by chunk: memory stays bounded by deflate's window and a few read chunks, whatever the tree's
+ * size. The next few streamed files start reading while one is compressed, so their latency (a disk's, a
+ * thread pool's) hides behind deflate's work.
+ */
+export async function* packTreeStream(opts: PackOptions): AsyncGenerator<Uint8Array> {
+  const mtime = Math.max(0, Math.floor(opts.mtime.getTime() / 1000)); // ustar has no room for times before 1970
+  const entries = archiveOrder(opts);
+  const ahead = readAhead(entries.map((e) => (e.file && !('data' in e.file) ? e.file : undefined)));
+  const gzip = new DeterministicGzip();
+  try {
+    for (const [i, entry] of entries.entries()) {
+      if (!entry.file) {
+        gzip.write(tarHeader({ name: `${entry.name}/`, type: 'directory', size: 0, mode: 0o755, mtime }));
+        continue;
+      }
+      const f = entry.file;
+      const size = 'data' in f ? f.data.byteLength : f.size;
+      gzip.write(tarHeader({ name: entry.name, type: 'file', size, mode: 0o644, mtime }));
+      if ('data' in f) gzip.write(f.data);
+      else {
+        let read = 0;
+        for await (const chunk of ahead.chunks(i)) {
+          read += chunk.byteLength;
+          if (read > size) break;
+          gzip.write(chunk);
+          yield* gzip.take();
+        }
+        if (read !== size) throw new Error(`[archive] ${JSON.stringify(f.path)} changed while being packed: ${size} bytes expected`);
+      }
+      gzip.write(TAR_END.subarray(0, padding(size)));
+      yield* gzip.take();
+    }
+  } finally {
+    await ahead.close();
+  }
+  gzip.write(TAR_END);
+  gzip.end();
+  yield* gzip.take();
+}
+
+type Packable = TreeFile | StreamedFile;
+
+/** The entries in Python's order (see `packTree`), after checking every path; a folder has no `file`. */
+function archiveOrder(opts: PackOptions): { name: string; file?: Packable }[] {
   const root = normaliseRelativePath(opts.root);
-  const mtime = new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
-  type Dir = { dirs: Map<string, Dir>; files: Map<string, Uint8Array> };
+  type Dir = { dirs: Map<string, Dir>; files: Map<string, Packable> };
   const newDir = (): Dir => ({ dirs: new Map(), files: new Map() });
   const tree = newDir();
   const dirAt = (segments: string[]) => {
@@ -51,27 +107,23 @@ export async function packTree(opts: PackOptions): Promise<Uint8Array> {
     const name = parts.pop()!;
     const dir = dirAt(parts);
     if (dir.files.has(name) || dir.dirs.has(name)) throw invalidArchive(`duplicate entry "${f.path}"`);
-    dir.files.set(name, f.data);
+    dir.files.set(name, f);
   }
-
-  const base = { mtime, uid: 0, gid: 0, uname: '', gname: '' } satisfies Partial<TarHeader>;
-  const entries: { header: TarHeader; body?: Uint8Array }[] = [];
+  const entries: { name: string; file?: Packable }[] = [];
   const walk = (node: Dir, prefix: string) => {
-    entries.push({ header: { ...base, name: `${prefix}/`, type: 'directory', size: 0, mode: 0o755 } });
-    const names = [...node.dirs.keys(), ...node.files.keys()].sort(byCodePoint);
-    for (const name of names) {
+    entries.push({ name: prefix });
+    for (const name of [...node.dirs.keys(), ...node.files.keys()].sort(byCodePoint)) {
       const sub = node.dirs.get(name);
       if (sub) walk(sub, `${prefix}/${name}`);
-      else {
-        const data = node.files.get(name)!;
-        entries.push({ header: { ...base, name: `${prefix}/${name}`, type: 'file', size: data.byteLength, mode: 0o644 }, body: data });
-      }
+      else entries.push({ name: `${prefix}/${name}`, file: node.files.get(name)! });
     }
   };
   walk(tree, root);
-  const tar = await packTar(entries);
-  return gzipSync(tar, { level: GZIP_LEVEL, mtime: 0 });
+  return entries;
 }
+
+/** Bytes arriving in chunks: a download, a file read piece by piece, or `[bytes]`; a chunk handed over must not change after. */
+export type ByteChunks = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 export interface UnpackLimits {
   maxEntries: number;
@@ -86,81 +138,87 @@ export interface UnpackedTree {
   dirs: string[];
 }
 
-const TAR_BLOCK = 512;
+/** Where `unpackStream` puts what it has checked: memory (`unpackTree`), a folder on disk (`unpackToDirectory`). */
+export interface UnpackSink {
+  folder(path: string): Promise<void> | void;
+  /** Must read `chunks` to the end (reading fails, and the unpack with it, if the archive is bad). */
+  file(path: string, size: number, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+}
 
-/**
- * Safely reads a tar.gz (ours, GNU tar's or Python tarfile's). Rejects, with a 422 `invalid_archive`:
- * absolute paths, `..`, links, devices, FIFOs, duplicate entries, bad checksums, truncated or empty archives; and
- * with a 413 `archive_too_large` anything over the limits — checked while inflating, so a gzip bomb stops early.
- */
+/** Safely reads a whole tar.gz held in memory; see `unpackStream` for what is rejected. */
 export async function unpackTree(gz: Uint8Array, limits: UnpackLimits): Promise<UnpackedTree> {
-  // Headers: one block per entry plus PAX/long-name records (Python writes one per entry), and end padding.
-  const tar = gunzipBounded(gz, limits.maxTotalBytes + limits.maxEntries * 8 * TAR_BLOCK + 20 * TAR_BLOCK);
-  let raw;
-  try {
-    raw = await unpackTar(tar, { strict: true });
-  } catch (err) {
-    throw invalidArchive(`unreadable tar (${err instanceof Error ? err.message : String(err)})`);
-  }
-  if (raw.length === 0) throw invalidArchive('no entries');
-  if (raw.length > limits.maxEntries) throw tooBig(`more than ${limits.maxEntries} entries`);
-  const seen = new Set<string>();
-  const filePaths = new Set<string>();
-  const files: TreeFile[] = [];
-  const dirs: string[] = [];
-  let total = 0;
-  for (const { header, data } of raw) {
-    const type = header.type ?? 'file';
-    if (type !== 'file' && type !== 'directory') throw invalidArchive(`entry ${JSON.stringify(header.name)} is a ${type}; only files and folders are allowed`);
-    let path: string;
-    try {
-      path = normaliseRelativePath(type === 'directory' ? header.name.replace(/\/+$/, '') : header.name);
-    } catch (err) {
-      throw invalidArchive((err as Error).message);
-    }
-    if (seen.has(path)) throw invalidArchive(`duplicate entry ${JSON.stringify(path)}`);
-    seen.add(path);
-    if (type === 'directory') {
-      dirs.push(path);
-      continue;
-    }
-    const bytes = data ?? new Uint8Array(0);
-    if (bytes.byteLength !== header.size) throw invalidArchive(`entry ${JSON.stringify(path)} is truncated`);
-    if (bytes.byteLength > limits.maxFileBytes) throw tooBig(`entry ${JSON.stringify(path)} is over ${limits.maxFileBytes} bytes`);
-    total += bytes.byteLength;
-    if (total > limits.maxTotalBytes) throw tooBig(`contents are over ${limits.maxTotalBytes} bytes`);
-    files.push({ path, data: bytes });
-    filePaths.add(path);
-  }
-  if (tar.byteLength % TAR_BLOCK !== 0 || !endsWithZeroBlocks(tar)) throw invalidArchive('truncated tar (no end-of-archive marker)');
-  for (const p of seen) {
-    for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) {
-      const parent = p.slice(0, i);
-      if (filePaths.has(parent)) throw invalidArchive(`${JSON.stringify(parent)} is both a file and a folder`);
-    }
-  }
-  return { files, dirs };
+  const out: UnpackedTree = { files: [], dirs: [] };
+  await unpackStream([gz], limits, {
+    folder: (path) => void out.dirs.push(path),
+    file: async (path, _size, chunks) => void out.files.push({ path, data: concat(await collect(chunks)) }),
+  });
+  return out;
 }
-
-/** A tar ends with two zero blocks; one cut at an entry boundary does not. */
-function endsWithZeroBlocks(tar: Uint8Array): boolean {
-  if (tar.byteLength < 2 * TAR_BLOCK) return false;
-  for (let i = tar.byteLength - 2 * TAR_BLOCK; i < tar.byteLength; i++) if (tar[i] !== 0) return false;
-  return true;
-}
-
-const tooBig = (message: string) => new AppError(ErrorCode.ArchiveTooLarge, 413, `archive too large: ${message}`);
 
 /**
- * Inflates gzip data with the platform's zlib (it checks the CRC and length trailer), stopping as soon as the
- * output passes `maxBytes`, so a bomb never fills memory.
+ * Safely reads a tar.gz (ours, GNU tar's or Python tarfile's) as it arrives, handing each entry to `sink` once it
+ * is checked. Rejects, with a 422 `invalid_archive`: absolute paths, `..`, links, devices, FIFOs, duplicate entries,
+ * a path both a file and a folder, bad checksums, bad gzip, truncated or empty archives; and with a 413
+ * `archive_too_large` anything over the limits — checked while inflating, so a gzip bomb stops early. Entries
+ * before the one found bad have reached the sink by then: a sink on disk removes what it wrote.
  */
-function gunzipBounded(gz: Uint8Array, maxBytes: number): Uint8Array {
-  if (gz.byteLength < 18 || gz[0] !== 0x1f || gz[1] !== 0x8b) throw invalidArchive('not gzip data');
+export async function unpackStream(gz: ByteChunks, limits: UnpackLimits, sink: UnpackSink): Promise<void> {
+  // Headers: one block per entry plus PAX/long-name records (Python writes one per entry), and end padding.
+  const tar = boundedGunzip(gz, limits.maxTotalBytes + limits.maxEntries * 8 * TAR_BLOCK + 20 * TAR_BLOCK);
+  const entries = tar.stream.pipeThrough(createTarDecoder({ strict: true })).getReader();
+  const read = async <T>(reader: ReadableStreamDefaultReader<T>) => {
+    try {
+      return await reader.read();
+    } catch (err) {
+      if (err instanceof AppError || err === tar.failure()) throw err;
+      throw invalidArchive(`unreadable tar (${err instanceof Error ? err.message : String(err)})`);
+    }
+  };
+  const check = new EntryCheck(limits);
   try {
-    return new Uint8Array(gunzipSync(gz, { maxOutputLength: maxBytes }));
+    for (let next = await read(entries); !next.done; next = await read(entries)) {
+      const { header, body } = next.value;
+      const path = check.entry(header);
+      if (header.type === 'directory') {
+        await body.cancel();
+        await sink.folder(path);
+        continue;
+      }
+      const reader = body.getReader();
+      async function* chunks() {
+        let got = 0;
+        for (let c = await read(reader); !c.done; c = await read(reader)) {
+          got += c.value.byteLength;
+          yield c.value;
+        }
+        if (got !== header.size) throw invalidArchive(`entry ${JSON.stringify(path)} is truncated`);
+      }
+      try {
+        await sink.file(path, header.size, chunks());
+      } finally {
+        await reader.cancel().catch(() => {});
+      }
+    }
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooBig(`inflates to more than ${maxBytes} bytes`);
-    throw invalidArchive(`bad gzip data (${err instanceof Error ? err.message : String(err)})`);
+    await entries.cancel(err).catch(() => {});
+    throw err;
   }
+  if (check.count === 0) throw invalidArchive('no entries');
+  if (tar.bytes() % TAR_BLOCK !== 0) throw invalidArchive('truncated tar (no end-of-archive marker)');
+}
+
+async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for await (const c of chunks) out.push(c);
+  return out;
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }

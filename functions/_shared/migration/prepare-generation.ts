@@ -1,9 +1,10 @@
-import { constants } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { openRegularFile, readChunks } from '../archive/disk-tree.ts';
 import { manifestTime, packGeneration, type GenerationRef, type PackedArchive } from '../archive/generation-archive.ts';
-import { buildManifest, contentDigest, parseManifest, type Manifest } from '../archive/manifest.ts';
-import type { TreeFile } from '../archive/tar-gz.ts';
+import { buildManifest, contentDigest, parseManifest, type FileDigest, type Manifest } from '../archive/manifest.ts';
+import type { StreamedFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
 import { normaliseFileSet } from '../secure-path.ts';
 import type { FoundGeneration } from './discover.ts';
@@ -23,7 +24,7 @@ export interface SizeLimits {
 export interface PreparedGeneration {
   ref: GenerationRef;
   manifest: Manifest;
-  files: TreeFile[];
+  files: FileDigest[];
   archive: PackedArchive;
   contentSha256: string;
   /** How the manifest came about: kept from disk, or synthesised (and why). */
@@ -33,7 +34,8 @@ export interface PreparedGeneration {
 
 /**
  * Reads one generation folder (never following a symlink, never opening anything but a regular file) and packs it
- * with `packGeneration`. Hierarchical and archived folders keep their `manifest.json` when it parses, names this
+ * with `packGeneration`, each file hashed, then streamed from disk into the archive: only the compressed archive is
+ * ever held whole. Hierarchical and archived folders keep their `manifest.json` when it parses, names this
  * generation and lists exactly the files in `source/`; otherwise one is synthesised from the files (keeping the
  * old metadata and created_at when there was one; else the folder's mtime). Flat folders: every file is a source.
  * Throws InvalidGeneration for what cannot be migrated (a symlink or special file, an odd name, over the limits, no files).
@@ -47,7 +49,7 @@ export async function prepareGeneration(root: string, found: FoundGeneration, re
   let sourceDir = dir;
   if (found.layout !== 'flat') {
     sourceDir = join(dir, 'source');
-    const raw = await readRegularFile(join(dir, 'manifest.json'), 'manifest.json', limits.maxFileBytes).catch((err) => {
+    const raw = await readWhole(join(dir, 'manifest.json'), 'manifest.json', limits.maxFileBytes).catch((err) => {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     });
@@ -87,16 +89,23 @@ export async function prepareGeneration(root: string, found: FoundGeneration, re
   }
   let archive: PackedArchive;
   try {
-    archive = await packGeneration(manifest, files);
+    archive = await packGeneration(manifest, files.map(packable));
   } catch (err) {
-    throw new InvalidGeneration(`cannot be packed: ${(err as Error).message}`);
+    throw err instanceof InvalidGeneration ? err : new InvalidGeneration(`cannot be packed: ${(err as Error).message}`);
   }
-  return { ref, manifest, files, archive, contentSha256: contentDigest(files, manifest.metadata), manifestSource, notes };
+  const digests = files.map(({ path, size, sha256 }) => ({ path, size, sha256 }));
+  return { ref, manifest, files: digests, archive, contentSha256: contentDigest(digests, manifest.metadata), manifestSource, notes };
 }
 
-/** Every file under `dir` (relative paths, sorted); a symlink, FIFO, socket or device anywhere is an error. */
-async function readSourceTree(dir: string, limits: SizeLimits, shown: string): Promise<TreeFile[]> {
-  const out: TreeFile[] = [];
+/** A source file found on disk: where it is, and what the manifest records of it. */
+interface SourceFile extends FileDigest {
+  abs: string;
+  shown: string;
+}
+
+/** Every file under `dir` (relative paths, sorted) and its sha256; a symlink, FIFO, socket or device anywhere is an error. */
+async function readSourceTree(dir: string, limits: SizeLimits, shown: string): Promise<SourceFile[]> {
+  const out: SourceFile[] = [];
   let total = 0;
   const walk = async (abs: string, rel: string) => {
     for (const name of (await readdir(abs)).sort(byCodePoint)) {
@@ -110,7 +119,8 @@ async function readSourceTree(dir: string, limits: SizeLimits, shown: string): P
         if (out.length + 1 > limits.maxFiles) throw new InvalidGeneration(`more than ${limits.maxFiles} files (MAX_FILES)`);
         total += st.size;
         if (total > limits.maxGenerationBytes) throw new InvalidGeneration(`files total over ${limits.maxGenerationBytes} bytes (MAX_GENERATION_BYTES)`);
-        out.push({ path: childRel, data: await readRegularFile(childAbs, `${shown}${childRel}`, limits.maxFileBytes) });
+        const file = { path: childRel, abs: childAbs, shown: `${shown}${childRel}` };
+        out.push({ ...file, ...(await hashRegularFile(file, limits.maxFileBytes)) });
       }
     }
   };
@@ -118,29 +128,71 @@ async function readSourceTree(dir: string, limits: SizeLimits, shown: string): P
   return out.sort((a, b) => byCodePoint(a.path, b.path));
 }
 
-/**
- * Reads a regular file without following a symlink or blocking on a FIFO: O_NOFOLLOW | O_NONBLOCK, then the
- * open handle must be a regular file within the size limit (it could have been swapped after the lstat).
- */
-async function readRegularFile(path: string, shown: string, maxBytes: number): Promise<Uint8Array> {
-  let fh;
+/** A source file for the packer: read from disk again in chunks, and it must still be the bytes hashed before. */
+function packable(f: SourceFile): StreamedFile {
+  return {
+    path: f.path,
+    size: f.size,
+    async *chunks() {
+      const hash = createHash('sha256');
+      for await (const chunk of readRegularFile(f.abs, f.shown, Infinity, f.size)) {
+        hash.update(chunk);
+        yield chunk;
+      }
+      if (hash.digest('hex') !== f.sha256) throw new InvalidGeneration(`${f.shown} changed while being migrated`);
+    },
+  };
+}
+
+async function hashRegularFile(f: { abs: string; shown: string }, maxBytes: number): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of readRegularFile(f.abs, f.shown, maxBytes)) {
+    hash.update(chunk);
+    size += chunk.byteLength;
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/** A small file (the manifest) whole. */
+async function readWhole(path: string, shown: string, maxBytes: number): Promise<Uint8Array> {
+  const { fh } = await openSource(path, shown, maxBytes);
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    return new Uint8Array(await fh.readFile());
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A regular file's bytes in chunks (see `readChunks`): exactly `size` bytes when given; read errors are InvalidGeneration. */
+async function* readRegularFile(path: string, shown: string, maxBytes: number, size?: number): AsyncGenerator<Uint8Array> {
+  const opened = await openSource(path, shown, maxBytes);
+  try {
+    yield* readChunks(opened.fh, size ?? opened.size);
+  } catch (err) {
+    throw new InvalidGeneration(`${shown} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
+/**
+ * Opens a regular file of at most `maxBytes` without following a symlink or blocking on a FIFO (see
+ * `openRegularFile`: it could have been swapped after the lstat); anything else is an InvalidGeneration
+ * (ENOENT passes through).
+ */
+async function openSource(path: string, shown: string, maxBytes: number): Promise<{ fh: FileHandle; size: number }> {
+  let opened;
+  try {
+    opened = await openRegularFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw err;
     if (code === 'ELOOP') throw new InvalidGeneration(`${shown} is a symbolic link (not followed)`);
+    if (code === 'ENOTREG') throw new InvalidGeneration(`${shown} is not a regular file`);
     throw new InvalidGeneration(`${shown} cannot be read (${code ?? (err as Error).message})`);
   }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new InvalidGeneration(`${shown} is not a regular file`);
-    if (st.size > maxBytes) throw new InvalidGeneration(`${shown} is over ${maxBytes} bytes (MAX_FILE_BYTES)`);
-    return new Uint8Array(await fh.readFile());
-  } catch (err) {
-    if (err instanceof InvalidGeneration) throw err;
-    throw new InvalidGeneration(`${shown} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  } finally {
-    await fh.close();
+  if (opened.size > maxBytes) {
+    await opened.fh.close();
+    throw new InvalidGeneration(`${shown} is over ${maxBytes} bytes (MAX_FILE_BYTES)`);
   }
+  return opened;
 }

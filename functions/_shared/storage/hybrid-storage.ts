@@ -1,4 +1,4 @@
-import { generationDirName, readGenerationArchive } from '../archive/generation-archive.ts';
+import { generationDirName, unpackGeneration } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { UnpackLimits } from '../archive/tar-gz.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
@@ -95,8 +95,8 @@ export class HybridGenerationStorage implements GenerationStorage {
       throw new AppError(ErrorCode.CloudCorrupt, 502, 'the cloud copy of this generation failed its integrity check');
     }
     const ref = refOf(record);
-    const { manifest, files } = await readGenerationArchive(bytes, ref, this.opts.unpackLimits);
-    await this.cache.write(ref, manifest, files, bytes);
+    // Unpacked straight into the cache's scratch folder, checked on the way: the files are never all in memory.
+    await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
     this.log.info('generation pulled from the cloud into the cache', { generation_id: record.id, bytes: bytes.byteLength, ms: this.now() - started });
     return bytes;
   }

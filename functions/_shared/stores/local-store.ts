@@ -72,27 +72,24 @@ export class LocalStore {
   /** Writes manifest, sources, an empty artifacts/ and the archive; visible all at once or not at all. */
   async write(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
     assertRef(ref);
-    return this.serialise(ref, () => this.writeNow(ref, manifest, files, archive));
+    return this.serialise(ref, () => this.writeNow(ref, archive, (dir) => writeGeneration(dir, manifest, files)));
   }
 
-  private async writeNow(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
+  /**
+   * Like `write`, but `fill(dir)` creates and fills the generation's folder: e.g. unpacked from the archive straight
+   * to disk, so the files are never all in memory.
+   */
+  async writeFilled(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<void> {
+    assertRef(ref);
+    return this.serialise(ref, () => this.writeNow(ref, archive, fill));
+  }
+
+  private async writeNow(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<void> {
     await this.assertProjectFolder(ref);
     const scratch = await this.scratchDir();
     try {
       const dir = join(scratch, 'generation');
-      await mkdir(join(dir, 'artifacts'), { recursive: true });
-      await mkdir(join(dir, 'source'), { recursive: true });
-      await writeFile(join(dir, 'manifest.json'), encodeManifest(manifest));
-      const made = new Set<string>();
-      for (const f of files) {
-        const target = join(dir, 'source', normaliseRelativePath(f.path));
-        const parent = dirname(target);
-        if (!made.has(parent)) {
-          await mkdir(parent, { recursive: true });
-          made.add(parent);
-        }
-        await writeFile(target, f.data);
-      }
+      await fill(dir);
       await writeFile(join(scratch, 'archive.tar.gz'), archive);
       const finalDir = this.generationDir(ref);
       await mkdir(dirname(finalDir), { recursive: true });
@@ -303,6 +300,23 @@ async function isRealDir(path: string): Promise<boolean> {
   } catch (err) {
     if (isMissing(err)) return false;
     throw err;
+  }
+}
+
+/** The folder CodebeGen writes: manifest.json, source/<files>, an empty artifacts/. */
+async function writeGeneration(dir: string, manifest: Manifest, files: readonly TreeFile[]): Promise<void> {
+  await mkdir(join(dir, 'artifacts'), { recursive: true });
+  await mkdir(join(dir, 'source'), { recursive: true });
+  await writeFile(join(dir, 'manifest.json'), encodeManifest(manifest));
+  const made = new Set<string>();
+  for (const f of files) {
+    const target = join(dir, 'source', normaliseRelativePath(f.path));
+    const parent = dirname(target);
+    if (!made.has(parent)) {
+      await mkdir(parent, { recursive: true });
+      made.add(parent);
+    }
+    await writeFile(target, f.data);
   }
 }
 

@@ -1,0 +1,55 @@
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { AppError, invalidArchive } from '../errors.ts';
+import { tooBig } from './entry-check.ts';
+import type { ByteChunks } from './tar-gz.ts';
+
+/**
+ * Inflates gzip data with the platform's zlib (it checks the CRC and length trailer), failing as soon as the
+ * output passes `maxBytes`, so a bomb never fills memory or disk. A failure of the input itself (a read error)
+ * passes through as it is and is kept in `failure()`.
+ */
+export function boundedGunzip(gz: ByteChunks, maxBytes: number) {
+  let bytes = 0;
+  let failure: unknown;
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    async function* input() {
+      try {
+        yield* gz;
+      } catch (err) {
+        failure = err;
+        throw err;
+      }
+    }
+    const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+    const feeding = pipeline(input, gunzip).catch(() => {}); // its errors surface below, through gunzip
+    try {
+      for await (const chunk of gunzip as AsyncIterable<Uint8Array>) {
+        bytes += chunk.byteLength;
+        if (bytes > maxBytes) throw tooBig(`inflates to more than ${maxBytes} bytes`);
+        yield chunk;
+      }
+    } catch (err) {
+      if (err instanceof AppError || err === failure) throw err;
+      throw invalidArchive(`bad gzip data (${err instanceof Error ? err.message : String(err)})`);
+    } finally {
+      gunzip.destroy();
+      await feeding;
+    }
+  }
+  return { stream: readableOf(chunks()), bytes: () => bytes, failure: () => failure };
+}
+
+/** A web stream over an async iterable (what `ReadableStream.from` does where it exists). */
+function readableOf(chunks: AsyncIterator<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    async pull(controller) {
+      const next = await chunks.next();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    async cancel() {
+      await chunks.return?.();
+    },
+  });
+}
