@@ -1,0 +1,31 @@
+/**
+ * What each benchmark should show (issue 6), by the name of the figure in its final JSON line. The runner
+ * (bench/run.ts) reports each as met or missed; nothing fails on a missed target.
+ */
+export interface Target {
+  figure: string;
+  op: '<=' | '>=' | '=';
+  value: number;
+}
+
+export const TARGETS: Readonly<Record<string, readonly Target[]>> = {
+  'save-latency': [
+    { figure: 'ratio_p50', op: '<=', value: 1.1 },
+    { figure: 'ratio_p99', op: '<=', value: 1.25 },
+  ],
+  packing: [
+    { figure: 'speed_ratio', op: '>=', value: 1 }, // ours vs `tar czf`: at least as fast
+    { figure: 'size_ratio', op: '<=', value: 1.05 },
+  ],
+  memory: [
+    { figure: 'pack_peak_rss_mb', op: '<=', value: 150 }, // packing and unpacking 200 MB
+    { figure: 'unpack_peak_rss_mb', op: '<=', value: 150 },
+  ],
+  reads: [{ figure: 'cloud_requests_100_concurrent', op: '=', value: 1 }],
+  migration: [{ figure: 'ratio', op: '>=', value: 4 }], // generations per second, --concurrency 8 vs 1
+};
+
+/** Whether `value` meets the target. */
+export function meets(t: Target, value: number): boolean {
+  return t.op === '<=' ? value <= t.value : t.op === '>=' ? value >= t.value : value === t.value;
+}
