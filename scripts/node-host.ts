@@ -72,6 +72,13 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
     retryTimer.unref();
   }
   const root = new Hono();
+  // An error answered before a request's body was read (401, 413, 415…) ends the connection: @hono/node-server
+  // gives up draining an unread body after 500 ms and drops the socket, which would lose the client's next request.
+  root.use(async (c, next) => {
+    await next();
+    const announcesBody = c.req.header('content-length') !== undefined || c.req.header('transfer-encoding') !== undefined;
+    if (c.res.status >= 400 && announcesBody) c.res.headers.set('connection', 'close');
+  });
   root.route('/functions/v1', generations);
   root.route('/functions/v1', maintenanceApp);
   root.notFound(routeNotFound);
@@ -121,7 +128,9 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
  * JSON error body as everything else, instead of Node's bare status line.
  */
 function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+  // One request, one answer: if a response went out on this socket already, just end it (as Node's own handler does).
+  const answered = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+  if (!socket.writable || answered || err.code === 'ECONNRESET') return void socket.destroy();
   const [status, reason, code, message] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'Request Header Fields Too Large', ErrorCode.HeadersTooLarge, 'request headers are over 16 KB']
