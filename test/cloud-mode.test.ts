@@ -2,7 +2,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
 import { loadConfig } from '../functions/_shared/config.ts';
+import { findGeneration } from '../functions/_shared/db/generations-repo.ts';
+import { LocalGenerationStorage } from '../functions/_shared/storage/generation-storage.ts';
+import { HybridGenerationStorage } from '../functions/_shared/storage/hybrid-storage.ts';
+import { LocalStore } from '../functions/_shared/stores/local-store.ts';
 import { buildApps } from '../functions/_shared/wiring.ts';
 import { appContext, JWT_SECRET, memoryLogger, sampleFiles, tempDir, userToken, type AppContext } from './helpers/context.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
@@ -105,6 +110,32 @@ describe('cloud enabled', () => {
     const before = cloudGets();
     const results = await Promise.all(Array.from({ length: 100 }, () => call(`/${g.generation_id}/download`, A)));
     expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(cloudGets()).toBe(before + 1);
+  });
+
+  it('downloads once also for a reader whose cache lookup ends after the download did (a slow disk)', async () => {
+    const g = await save();
+    await ctx.uploads!.idle();
+    dropLocalCopies(g);
+    const [record] = await ctx.db.asService((tx) => findGeneration(tx, g.generation_id).then((r) => [r!]));
+    // A cache on a slow disk: the second lookup's miss comes back only after the first read is done.
+    let release!: () => void;
+    const firstDone = new Promise<void>((r) => (release = r));
+    let lookups = 0;
+    class SlowDiskCache extends LocalStore {
+      override async writtenAt(ref: GenerationRef) {
+        const second = ++lookups === 2;
+        const at = await super.writtenAt(ref);
+        if (second) await firstDone;
+        return at;
+      }
+    }
+    const storage = new HybridGenerationStorage(new LocalGenerationStorage(ctx.local, ctx.log), new SlowDiskCache(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, { cacheTtlMs: 3600_000, unpackLimits: { maxEntries: 100, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 22 } });
+    const before = cloudGets();
+    const [first, second] = [storage.archive(record!), storage.archive(record!)];
+    const a = await first.finally(release);
+    expect(sha256(a)).toBe(g.sha256);
+    expect(sha256(await second)).toBe(g.sha256);
     expect(cloudGets()).toBe(before + 1);
   });
 

@@ -24,7 +24,7 @@ export interface HybridOptions {
  */
 export class HybridGenerationStorage implements GenerationStorage {
   readonly cloudEnabled = true;
-  private readonly downloads = new Map<string, Promise<Uint8Array>>();
+  private readonly reads = new Map<string, Promise<Uint8Array>>();
   private readonly now: () => number;
 
   constructor(
@@ -45,17 +45,23 @@ export class HybridGenerationStorage implements GenerationStorage {
   async archive(record: GenerationRecord): Promise<Uint8Array> {
     const local = await this.local.localArchive(record);
     if (local) return local;
+    // One cache-or-cloud read per generation at a time: a reader arriving while a download is under way joins it,
+    // and one arriving after finds the cache filled (the entry goes only once the cache is written).
+    let pending = this.reads.get(record.id);
+    if (!pending) {
+      pending = this.cachedOrCloud(record).finally(() => this.reads.delete(record.id));
+      this.reads.set(record.id, pending);
+    }
+    return pending;
+  }
+
+  private async cachedOrCloud(record: GenerationRecord): Promise<Uint8Array> {
     const cached = await this.fromCache(record);
     if (cached) return cached;
     if (record.uploadStatus !== 'uploaded') {
       throw new AppError(ErrorCode.StorageUnavailable, 503, 'generation is neither on this server nor uploaded yet');
     }
-    let pending = this.downloads.get(record.id);
-    if (!pending) {
-      pending = this.fromCloud(record).finally(() => this.downloads.delete(record.id));
-      this.downloads.set(record.id, pending);
-    }
-    return pending;
+    return this.fromCloud(record);
   }
 
   async cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined> {
