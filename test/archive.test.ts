@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { gzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diskFile, unpackToDirectory } from '../functions/_shared/archive/disk-tree.ts';
@@ -11,12 +11,14 @@ import { packGeneration, unpackGeneration } from '../functions/_shared/archive/g
 import { buildManifest, encodeManifest } from '../functions/_shared/archive/manifest.ts';
 import { packTree, packTreeStream, unpackTree, type StreamedFile, type TreeFile, type UnpackedTree, type UnpackLimits } from '../functions/_shared/archive/tar-gz.ts';
 import { AppError } from '../functions/_shared/errors.ts';
+import { paxEntry, rawEntry, rawTar, rawTarGz, zeroBomb } from './helpers/raw-tar.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures and helpers
 // ---------------------------------------------------------------------------------------------------------------
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
+const concat = (parts: readonly Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 const ROOT = 'v3__0b9e6a8e-2a54-4c55-9c7e-1f0f1d5f8a11';
@@ -153,96 +155,11 @@ async function rejection(p: Promise<unknown>, code: string, status: number): Pro
   return err as AppError;
 }
 
-// --- Hand-made tar: raw 512-byte ustar headers ------------------------------------------------------------------
-
-interface RawEntry {
-  name: string;
-  /** The typeflag character: '0' file, '1' hard link, '2' symlink, '3' char device, '4' block device, '5' folder, '6' FIFO, 'x' PAX, 'L' GNU long name. */
-  type?: string;
-  /** Header size; defaults to the body's length. Larger than the body simulates truncation. */
-  size?: number;
-  body?: Uint8Array;
-  linkname?: string;
-  prefix?: string;
-  mode?: number;
-}
-
-function field(block: Uint8Array, offset: number, length: number, value: string | Uint8Array) {
-  const bytes = typeof value === 'string' ? utf8(value) : value;
-  if (bytes.length > length) throw new Error(`test bug: ${JSON.stringify(value)} does not fit ${length} bytes`);
-  block.set(bytes, offset);
-}
-const octal = (n: number, width: number) => `${n.toString(8).padStart(width - 1, '0')}\0`;
-
-/** One ustar header block with a correct checksum. */
-function ustarHeader(e: RawEntry): Uint8Array {
-  const b = new Uint8Array(512);
-  const type = e.type ?? '0';
-  field(b, 0, 100, e.name);
-  field(b, 100, 8, octal(e.mode ?? (type === '5' ? 0o755 : 0o644), 8));
-  field(b, 108, 8, octal(0, 8));
-  field(b, 116, 8, octal(0, 8));
-  field(b, 124, 12, octal(e.size ?? e.body?.byteLength ?? 0, 12));
-  field(b, 136, 12, octal(Math.floor(MTIME.getTime() / 1000), 12));
-  field(b, 156, 1, type);
-  field(b, 157, 100, e.linkname ?? '');
-  field(b, 257, 8, 'ustar\u000000');
-  field(b, 345, 155, e.prefix ?? '');
-  b.fill(0x20, 148, 156);
-  const sum = b.reduce((a, x) => a + x, 0);
-  field(b, 148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
-  return b;
-}
-
-/** Header, body, zero padding to the next block. */
-function rawEntry(e: RawEntry): Uint8Array[] {
-  const body = e.body ?? new Uint8Array(0);
-  return [ustarHeader(e), body, new Uint8Array(-body.byteLength & 511)];
-}
-
-/** A PAX extended header ('x') carrying `records`, applying to `e`. */
-function paxEntry(records: Record<string, string>, e: RawEntry): Uint8Array[] {
-  const text = Object.entries(records)
-    .map(([k, v]) => {
-      const rest = ` ${k}=${v}\n`;
-      let len = utf8(rest).length + 1;
-      while (`${len}`.length + utf8(rest).length !== len) len = `${len}`.length + utf8(rest).length;
-      return `${len}${rest}`;
-    })
-    .join('');
-  return [...rawEntry({ name: 'PaxHeader', type: 'x', body: utf8(text) }), ...rawEntry(e)];
-}
-
-const concat = (parts: readonly Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
-
-/** A whole tar: the entries' blocks, then (unless `eof: false`) the two zero blocks. */
-function rawTar(parts: readonly Uint8Array[], { eof = true } = {}): Uint8Array {
-  return concat(eof ? [...parts, new Uint8Array(1024)] : parts);
-}
-const rawTarGz = (parts: readonly Uint8Array[], opts?: { eof?: boolean }) => gzipSync(rawTar(parts, opts));
+// --- Hand-made tar (test/helpers/raw-tar.ts) -----------------------------------------------------------------
 
 /** The root folder of hand-made archives, so each hostile case differs from a good one by one entry. */
 const rootDir = () => rawEntry({ name: 'r/', type: '5' });
 const okFile = (name = 'r/ok.txt') => rawEntry({ name, body: utf8('fine\n') });
-
-/**
- * gzip(`head` + `mib` MiB of zeros) built from one deflated MiB repeated, so the bomb is made in milliseconds and
- * never exists inflated. Each segment ends on a full flush, so copies chain. By default `head` is one tar header
- * for a `mib` MiB file; a whole small tar as `head` makes the zeros padding after its end marker instead.
- */
-function zeroBomb(mib: number, head: Uint8Array = ustarHeader({ name: 'r/zeros.bin', size: mib * 2 ** 20 })): Uint8Array {
-  const zeros = new Uint8Array(2 ** 20);
-  const flush = { finishFlush: zlibConstants.Z_FULL_FLUSH };
-  const segment = deflateRawSync(zeros, flush);
-  let crc = crc32(head);
-  for (let i = 0; i < mib; i++) crc = crc32(zeros, crc);
-  const trailer = Buffer.alloc(8);
-  trailer.writeUInt32LE(crc >>> 0, 0);
-  trailer.writeUInt32LE((head.byteLength + mib * 2 ** 20) % 2 ** 32, 4);
-  const gzipHeader = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-  const finalEmptyBlock = Buffer.from([0x03, 0x00]);
-  return concat([gzipHeader, deflateRawSync(head, flush), ...Array<Buffer>(mib).fill(segment), finalEmptyBlock, trailer]);
-}
 
 /** `bytes` in pieces of `size` (the last one shorter), as a download or a file read would deliver them. */
 function* chunksOf(bytes: Uint8Array, size: number): Generator<Uint8Array> {
