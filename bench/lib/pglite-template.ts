@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createDatabase } from '../../functions/_shared/db/database.ts';
@@ -19,11 +19,14 @@ function schemaKey(): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-/** The template's folder, made if missing. Run from the repository's root. */
-async function template(): Promise<string> {
+/** The template's folder, made if missing, once per process (servers often start side by side). Run from the repository's root. */
+let made: Promise<string> | undefined;
+const template = () => (made ??= makeTemplate());
+
+async function makeTemplate(): Promise<string> {
   const dir = join('.cache', 'bench', `pglite-${schemaKey()}`);
   if (existsSync(join(dir, 'PG_VERSION'))) return dir;
-  const scratch = `${dir}.${process.pid}.tmp`;
+  const scratch = `${dir}.${process.pid}.${randomUUID()}.tmp`;
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
   const db = createDatabase(await openPGlite(scratch));
