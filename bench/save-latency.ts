@@ -6,11 +6,12 @@
 // as CodebeGen sends them, alternating between the servers (and which goes first) so the machine's noise falls on
 // both alike. A typical generation: 50 files, ~300 KB. The cloud server uploads and verifies in the background.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, JWT_SECRET, tempDir, userToken } from '../test/helpers/context.ts';
-import { ServerProcess } from '../test/helpers/server-process.ts';
+import { JWT_SECRET, tempDir, userToken } from '../test/helpers/context.ts';
 import { spawnStandIn } from '../test/storage-standin/process.ts';
+import { describeNetwork, REMOTE_STORAGE } from './lib/network.ts';
+import { startServer } from './lib/servers.ts';
+import { percentile as pct, sleep } from './lib/stats.ts';
 
 const { values } = parseArgs({ options: { saves: { type: 'string' }, quick: { type: 'boolean' } } });
 const saves = Number(values.saves ?? (values.quick ? 40 : 500));
@@ -21,26 +22,10 @@ function generation(seed: string): Record<string, string> {
   return files; // 50 files, ~300 KB
 }
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 const dir = tempDir('bench-save-');
-const standIn = await spawnStandIn({ jwtSecret: JWT_SECRET, latencyMs: 50, bytesPerSecond: 12_500_000 });
-const server = async (name: string, env: Record<string, string>) =>
-  new ServerProcess({
-    PATH: process.env.PATH,
-    PORT: String(await freePort()),
-    STORAGE_PATH: join(dir.path, name, 'projects'),
-    CACHE_PATH: join(dir.path, name, 'cache'),
-    PGLITE_DATA_DIR: join(dir.path, name, 'db'),
-    SUPABASE_JWT_SECRET: JWT_SECRET,
-    LOG_LEVEL: 'warn',
-    ...env,
-  }).start();
-const servers = {
-  local: await server('local', { USE_CLOUD_STORAGE: 'false' }),
-  cloud: await server('cloud', { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }),
-};
+const standIn = await spawnStandIn({ jwtSecret: JWT_SECRET, ...REMOTE_STORAGE });
+const [local, cloud] = await Promise.all([startServer(dir.path, 'local'), startServer(dir.path, 'cloud', standIn)]);
+const servers = { local, cloud };
 const auth = { authorization: `Bearer ${await userToken(randomUUID(), { expiresIn: '1d' })}` };
 
 /** One save over HTTP, timed (ms). */
@@ -96,7 +81,7 @@ try {
     ratio_p99: +(pct(c, 99) / pct(l, 99)).toFixed(3),
     uploads_done_after_last_save_ms: Math.round(lag),
   };
-  console.log(`save latency over ${saves} saves of 50 files / ~300 KB, real HTTP (Storage: own process, 50 ms, 100 Mbit/s)`);
+  console.log(`save latency over ${saves} saves of 50 files / ~300 KB, real HTTP (Storage: own process, ${describeNetwork(REMOTE_STORAGE)})`);
   console.log(`            p50 ms    p99 ms`);
   console.log(`local     ${figures.local_p50_ms.toFixed(2).padStart(8)}  ${figures.local_p99_ms.toFixed(2).padStart(8)}`);
   console.log(`cloud     ${figures.cloud_p50_ms.toFixed(2).padStart(8)}  ${figures.cloud_p99_ms.toFixed(2).padStart(8)}`);
