@@ -266,6 +266,30 @@ describe('packTree is deterministic', () => {
     expect(sha256(await pack(changed))).not.toBe(base);
   });
 
+  it('gives the pinned bytes: the archive format is a promise to every archive already recorded', async () => {
+    // Folders without a stored .tar.gz (written by CodebeGen's Python, or migrated) are served by packing them
+    // again and checking the result against the sha256 recorded when they were first packed. Any change to these
+    // bytes — our tar headers, the deflate piece size, or an fflate upgrade that deflates differently — makes
+    // every such folder fail that check. If this fails, do not just update the hash: plan for those archives first.
+    const seeded = (n: number, seed: string) => {
+      const out = new Uint8Array(n);
+      for (let at = 0, i = 0; at < n; at += 32, i++) out.set(createHash('sha256').update(`${seed}${i}`).digest().subarray(0, Math.min(32, n - at)), at);
+      return out;
+    };
+    const text = Array.from({ length: 12_000 }, (_, i) => `def handler_${i}(request):\n    return {"id": ${i}, "ok": ${i % 3 === 0}}\n`).join('');
+    const files: TreeFile[] = [
+      { path: 'source/app/main.py', data: utf8('from fastapi import FastAPI\napp = FastAPI()\n') },
+      { path: 'source/app/handlers.py', data: utf8(text) }, // ~700 KB: crosses deflate pieces
+      { path: 'source/données/résumé.txt', data: utf8('café ☕\n') },
+      { path: 'source/assets/blob.bin', data: seeded(70_000, 'blob') },
+      { path: 'source/app/__init__.py', data: new Uint8Array(0) },
+      { path: PATH_OVER_100, data: utf8('long path\n') },
+      { path: PATH_OVER_256, data: utf8('longer path\n') },
+    ];
+    const gz = await packTree({ root: ROOT, files, emptyDirs: ['artifacts'], mtime: MTIME });
+    expect([gz.byteLength, sha256(gz)]).toEqual([132_431, '6ea6baa719452f42518d82508a5e736a7d82a2c418e615a00387fbe4badf7dbf']);
+  });
+
   it('writes a gzip header without a timestamp or file name, and fixed owners, modes and mtime', async () => {
     const gz = await pack();
     expect([...gz.subarray(0, 3)]).toEqual([0x1f, 0x8b, 8]);
