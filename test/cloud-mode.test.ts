@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
@@ -137,6 +137,21 @@ describe('cloud enabled', () => {
     expect(sha256(a)).toBe(g.sha256);
     expect(sha256(await second)).toBe(g.sha256);
     expect(cloudGets()).toBe(before + 1);
+  });
+
+  it('passes over a local folder that no longer packs to the recorded bytes, and serves the cloud copy', async () => {
+    const g = await save();
+    await ctx.uploads!.idle();
+    const dir = join(ctx.config.storagePath, g.project_id, 'generations', `v1__${g.generation_id}`);
+    rmSync(`${dir}.tar.gz`); // as a folder CodebeGen's Python wrote: packed again on read
+    const [name] = readdirSync(join(dir, 'source'));
+    writeFileSync(join(dir, 'source', name!), 'changed on disk\n');
+    const before = cloudGets();
+    const res = await call(`/${g.generation_id}/download`, A);
+    expect(res.status).toBe(200);
+    expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(g.sha256);
+    expect(cloudGets()).toBe(before + 1);
+    expect(ctx.log.lines.some((l) => l.msg === 'archive does not match its record')).toBe(true);
   });
 
   it('refuses, and does not cache, a cloud copy whose sha256 is wrong', async () => {

@@ -42,8 +42,12 @@ export class LocalGenerationStorage implements GenerationStorage {
     return bytes;
   }
 
-  /** The stored archive; or, for a folder without one (CodebeGen's Python wrote it), the folder packed again and proven identical. */
-  async localArchive(record: GenerationRecord): Promise<Uint8Array | undefined> {
+  /**
+   * The stored archive; or, for a folder without one (CodebeGen's Python wrote it), the folder packed again and
+   * proven identical. A folder that packs to other bytes is an integrity failure (500) — or, with `mismatch: 'miss'`,
+   * no local copy at all, for a caller that has another copy to turn to.
+   */
+  async localArchive(record: GenerationRecord, opts: { mismatch?: 'throw' | 'miss' } = {}): Promise<Uint8Array | undefined> {
     const ref = refOf(record);
     const stored = await this.local.readArchive(ref);
     if (stored) return stored;
@@ -52,6 +56,7 @@ export class LocalGenerationStorage implements GenerationStorage {
     const packed = await packGeneration(record.manifest, onDisk.files);
     if (packed.sha256 !== record.archiveSha256) {
       this.log.error('archive does not match its record', { generation_id: record.id, expected: record.archiveSha256, actual: packed.sha256 });
+      if (opts.mismatch === 'miss') return undefined;
       throw internal('stored generation failed its integrity check');
     }
     return packed.bytes;

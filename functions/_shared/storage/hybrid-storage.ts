@@ -43,7 +43,8 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   async archive(record: GenerationRecord): Promise<Uint8Array> {
-    const local = await this.local.localArchive(record);
+    // A local folder that no longer packs to the recorded bytes is passed over: the cache or the bucket has them.
+    const local = await this.local.localArchive(record, { mismatch: 'miss' });
     if (local) return local;
     // One cache-or-cloud read per generation at a time: a reader arriving while a download is under way joins it,
     // and one arriving after finds the cache filled (the entry goes only once the cache is written).
