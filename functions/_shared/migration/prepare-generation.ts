@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { openRegularFile, readChunks } from '../archive/disk-tree.ts';
 import { manifestTime, packGeneration, type GenerationRef, type PackedArchive } from '../archive/generation-archive.ts';
 import { buildManifest, contentDigest, parseManifest, type FileDigest, type Manifest } from '../archive/manifest.ts';
-import type { StreamedFile } from '../archive/tar-gz.ts';
+import type { StreamedFile, TreeFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
 import { normaliseFileSet } from '../secure-path.ts';
 import type { FoundGeneration } from './discover.ts';
@@ -34,13 +34,14 @@ export interface PreparedGeneration {
 
 /**
  * Reads one generation folder (never following a symlink, never opening anything but a regular file) and packs it
- * with `packGeneration`, each file hashed, then streamed from disk into the archive: only the compressed archive is
- * ever held whole. Hierarchical and archived folders keep their `manifest.json` when it parses, names this
+ * with `packGeneration`. Every file is hashed first (the manifest, first in the archive, lists their sha256); the
+ * first `keepBytes` of files are kept from that read and packed from memory, and the rest are streamed from disk
+ * again, so a typical generation is read once and a huge one never held whole. Hierarchical and archived folders keep their `manifest.json` when it parses, names this
  * generation and lists exactly the files in `source/`; otherwise one is synthesised from the files (keeping the
  * old metadata and created_at when there was one; else the folder's mtime). Flat folders: every file is a source.
  * Throws InvalidGeneration for what cannot be migrated (a symlink or special file, an odd name, over the limits, no files).
  */
-export async function prepareGeneration(root: string, found: FoundGeneration, ref: GenerationRef, limits: SizeLimits): Promise<PreparedGeneration> {
+export async function prepareGeneration(root: string, found: FoundGeneration, ref: GenerationRef, limits: SizeLimits, keepBytes = KEEP_BYTES): Promise<PreparedGeneration> {
   const dir = join(root, found.path);
   const folder = await lstat(dir);
   if (!folder.isDirectory()) throw new InvalidGeneration('not a folder any more');
@@ -59,7 +60,7 @@ export async function prepareGeneration(root: string, found: FoundGeneration, re
     if (!st) throw new InvalidGeneration('no source/ folder');
     if (!st.isDirectory()) throw new InvalidGeneration('source/ is not a real folder (a symlink is not followed)');
   }
-  const files = await readSourceTree(sourceDir, limits, found.layout === 'flat' ? '' : 'source/');
+  const files = await readSourceTree(sourceDir, limits, found.layout === 'flat' ? '' : 'source/', keepBytes);
   if (files.length === 0) throw new InvalidGeneration('no source files');
   try {
     normaliseFileSet(files.map((f) => f.path));
@@ -97,16 +98,21 @@ export async function prepareGeneration(root: string, found: FoundGeneration, re
   return { ref, manifest, files: digests, archive, contentSha256: contentDigest(digests, manifest.metadata), manifestSource, notes };
 }
 
-/** A source file found on disk: where it is, and what the manifest records of it. */
+/** Per generation, the bytes of files kept from the hashing read (a typical generation is ~300 KB). */
+const KEEP_BYTES = 8 * 1024 * 1024;
+
+/** A source file found on disk: where it is, what the manifest records of it, and its bytes if kept. */
 interface SourceFile extends FileDigest {
   abs: string;
   shown: string;
+  data?: Uint8Array;
 }
 
 /** Every file under `dir` (relative paths, sorted) and its sha256; a symlink, FIFO, socket or device anywhere is an error. */
-async function readSourceTree(dir: string, limits: SizeLimits, shown: string): Promise<SourceFile[]> {
+async function readSourceTree(dir: string, limits: SizeLimits, shown: string, keepBytes: number): Promise<SourceFile[]> {
   const out: SourceFile[] = [];
   let total = 0;
+  let kept = 0;
   const walk = async (abs: string, rel: string) => {
     for (const name of (await readdir(abs)).sort(byCodePoint)) {
       const childRel = rel ? `${rel}/${name}` : name;
@@ -120,7 +126,10 @@ async function readSourceTree(dir: string, limits: SizeLimits, shown: string): P
         total += st.size;
         if (total > limits.maxGenerationBytes) throw new InvalidGeneration(`files total over ${limits.maxGenerationBytes} bytes (MAX_GENERATION_BYTES)`);
         const file = { path: childRel, abs: childAbs, shown: `${shown}${childRel}` };
-        out.push({ ...file, ...(await hashRegularFile(file, limits.maxFileBytes)) });
+        const keep = kept + st.size <= keepBytes;
+        const read = await hashRegularFile(file, limits.maxFileBytes, keep);
+        kept += read.data?.byteLength ?? 0;
+        out.push({ ...file, ...read });
       }
     }
   };
@@ -128,8 +137,9 @@ async function readSourceTree(dir: string, limits: SizeLimits, shown: string): P
   return out.sort((a, b) => byCodePoint(a.path, b.path));
 }
 
-/** A source file for the packer: read from disk again in chunks, and it must still be the bytes hashed before. */
-function packable(f: SourceFile): StreamedFile {
+/** A source file for the packer: its kept bytes, or read from disk again in chunks, still the bytes hashed before. */
+function packable(f: SourceFile): TreeFile | StreamedFile {
+  if (f.data) return { path: f.path, data: f.data };
   return {
     path: f.path,
     size: f.size,
@@ -144,14 +154,17 @@ function packable(f: SourceFile): StreamedFile {
   };
 }
 
-async function hashRegularFile(f: { abs: string; shown: string }, maxBytes: number): Promise<{ size: number; sha256: string }> {
+/** A file's size and sha256, and with `keep` its bytes (a copy: the reader reuses its buffer). */
+async function hashRegularFile(f: { abs: string; shown: string }, maxBytes: number, keep: boolean): Promise<{ size: number; sha256: string; data?: Uint8Array }> {
   const hash = createHash('sha256');
+  const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of readRegularFile(f.abs, f.shown, maxBytes)) {
     hash.update(chunk);
+    if (keep) chunks.push(chunk.slice());
     size += chunk.byteLength;
   }
-  return { size, sha256: hash.digest('hex') };
+  return { size, sha256: hash.digest('hex'), ...(keep && { data: chunks.length === 1 ? chunks[0]! : new Uint8Array(Buffer.concat(chunks)) }) };
 }
 
 /** A small file (the manifest) whole. */
