@@ -34,13 +34,10 @@ export async function packGeneration(manifest: Manifest, sourceFiles: readonly (
     root,
     mtime: manifestTime(manifest),
     emptyDirs: ['artifacts', 'source'],
-    files: [{ path: 'manifest.json', data: encodeManifest(manifest) }, ...sourceFiles.map((f) => inFolder('source', f))],
+    files: [{ path: 'manifest.json', data: encodeManifest(manifest) }, ...sourceFiles.map((f) => ({ ...f, path: `source/${f.path}` }))],
   });
   return { bytes, sha256: sha256Hex(bytes) };
 }
-
-const inFolder = (folder: string, f: TreeFile | StreamedFile): TreeFile | StreamedFile =>
-  'data' in f ? { path: `${folder}/${f.path}`, data: f.data } : { path: `${folder}/${f.path}`, size: f.size, chunks: () => f.chunks() };
 
 /** Python writes `created_at` without a zone (`datetime.utcnow().isoformat()`); read that as UTC. */
 export function manifestTime(manifest: Pick<Manifest, 'created_at'>): Date {

@@ -14,7 +14,7 @@ export interface TreeFile {
   data: Uint8Array;
 }
 
-/** A file packed without holding it whole (e.g. read from disk): its size up front, then its bytes in order. */
+/** A file packed without holding it whole (e.g. read from disk): its size up front, then its bytes in order. A plain object: it is copied by spreading. */
 export interface StreamedFile {
   path: string;
   size: number;
