@@ -164,7 +164,7 @@ async function hashRegularFile(f: { abs: string; shown: string }, maxBytes: numb
     if (keep) chunks.push(chunk.slice());
     size += chunk.byteLength;
   }
-  return { size, sha256: hash.digest('hex'), ...(keep && { data: chunks.length === 1 ? chunks[0]! : new Uint8Array(Buffer.concat(chunks)) }) };
+  return { size, sha256: hash.digest('hex'), ...(keep && { data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }) };
 }
 
 /** A small file (the manifest) whole. */
