@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
 import { unpackStream, type ByteChunks, type StreamedFile, type UnpackLimits } from './tar-gz.ts';
@@ -60,20 +60,6 @@ export function diskFile(name: string, path: string, size: number): StreamedFile
       yield* readChunks(fh, size);
     },
   };
-}
-
-/** Every file under `dir` to pack (paths relative to it); a symlink, or anything but a file or folder, is an error. */
-export async function diskFiles(dir: string, rel = ''): Promise<StreamedFile[]> {
-  const entries = await readdir(join(dir, rel), { withFileTypes: true });
-  const found = await Promise.all(
-    entries.map(async (e) => {
-      const path = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) return diskFiles(dir, path);
-      if (!e.isFile()) throw new Error(`[archive] ${JSON.stringify(path)} is neither a file nor a folder`);
-      return [diskFile(path, join(dir, path), (await lstat(join(dir, path))).size)];
-    }),
-  );
-  return found.flat();
 }
 
 /** What `unpackToDirectory` wrote, paths relative to the folder. */
