@@ -58,6 +58,8 @@ export const forbidden = (message: string) => new AppError(ErrorCode.Forbidden, 
 export const generationNotFound = () => new AppError(ErrorCode.GenerationNotFound, 404, 'generation not found');
 export const projectNotFound = () => new AppError(ErrorCode.ProjectNotFound, 404, 'project not found');
 export const invalidArchive = (message: string) => new AppError(ErrorCode.InvalidArchive, 422, `invalid archive: ${message}`);
+/** 413 `archive_too_large`: an archive over the unpack limits. */
+export const archiveTooLarge = (message: string) => new AppError(ErrorCode.ArchiveTooLarge, 413, `archive too large: ${message}`);
 export const internal = (message: string, cause?: unknown) => new AppError(ErrorCode.Internal, 500, message, { cause });
 
 /** Renders any thrown value as the public error body; unknown errors never leak their message. */

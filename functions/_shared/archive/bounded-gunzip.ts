@@ -1,7 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { AppError, invalidArchive } from '../errors.ts';
-import { tooBig } from './entry-check.ts';
+import { AppError, archiveTooLarge, invalidArchive } from '../errors.ts';
 import type { ByteChunks } from './tar-gz.ts';
 
 /**
@@ -26,7 +25,7 @@ export function boundedGunzip(gz: ByteChunks, maxBytes: number) {
     try {
       for await (const chunk of gunzip as AsyncIterable<Uint8Array>) {
         bytes += chunk.byteLength;
-        if (bytes > maxBytes) throw tooBig(`inflates to more than ${maxBytes} bytes`);
+        if (bytes > maxBytes) throw archiveTooLarge(`inflates to more than ${maxBytes} bytes`);
         yield chunk;
       }
     } catch (err) {

@@ -1,5 +1,5 @@
 import type { TarHeader } from 'modern-tar';
-import { AppError, ErrorCode, invalidArchive } from '../errors.ts';
+import { archiveTooLarge, invalidArchive } from '../errors.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
 import type { UnpackLimits } from './tar-gz.ts';
 
@@ -16,7 +16,7 @@ export class EntryCheck {
   /** Checks one entry; returns its normalised path. */
   entry(header: TarHeader): string {
     const { limits } = this;
-    if (++this.count > limits.maxEntries) throw tooBig(`more than ${limits.maxEntries} entries`);
+    if (++this.count > limits.maxEntries) throw archiveTooLarge(`more than ${limits.maxEntries} entries`);
     const type = header.type ?? 'file';
     if (type !== 'file' && type !== 'directory') throw invalidArchive(`entry ${JSON.stringify(header.name)} is a ${type}; only files and folders are allowed`);
     let path: string;
@@ -35,13 +35,11 @@ export class EntryCheck {
     if (type === 'directory') return path;
     if (this.parents.has(path)) throw bothFileAndFolder(path);
     this.files.add(path);
-    if (header.size > limits.maxFileBytes) throw tooBig(`entry ${JSON.stringify(path)} is over ${limits.maxFileBytes} bytes`);
+    if (header.size > limits.maxFileBytes) throw archiveTooLarge(`entry ${JSON.stringify(path)} is over ${limits.maxFileBytes} bytes`);
     this.total += header.size;
-    if (this.total > limits.maxTotalBytes) throw tooBig(`contents are over ${limits.maxTotalBytes} bytes`);
+    if (this.total > limits.maxTotalBytes) throw archiveTooLarge(`contents are over ${limits.maxTotalBytes} bytes`);
     return path;
   }
 }
 
 const bothFileAndFolder = (path: string) => invalidArchive(`${JSON.stringify(path)} is both a file and a folder`);
-/** 413 `archive_too_large`: an archive over the unpack limits. */
-export const tooBig = (message: string) => new AppError(ErrorCode.ArchiveTooLarge, 413, `archive too large: ${message}`);
