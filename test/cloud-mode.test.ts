@@ -130,7 +130,7 @@ describe('cloud enabled', () => {
         return at;
       }
     }
-    const storage = new HybridGenerationStorage(new LocalGenerationStorage(ctx.local, ctx.log), new SlowDiskCache(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, { cacheTtlMs: 3600_000, unpackLimits: { maxEntries: 100, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 22 } });
+    const storage = new HybridGenerationStorage(ctx.db, new LocalGenerationStorage(ctx.local, ctx.log), new SlowDiskCache(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, { cacheTtlMs: 3600_000, unpackLimits: { maxEntries: 100, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 22 } });
     const before = cloudGets();
     const [first, second] = [storage.archive(record!), storage.archive(record!)];
     const a = await first.finally(release);
@@ -178,16 +178,20 @@ describe('cloud enabled', () => {
     expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
 
     standIn.faults.clear();
-    // a failed generation whose local copy is gone cannot be uploaded from here: not queued
+    // a failed generation whose local copy is gone is uploaded all the same: its bytes wait in the outbox
     standIn.faults.failNext(1000, 503);
-    const lost = await save();
+    const noLocal = await save();
     await ctx.uploads!.idle();
-    dropLocalCopies(lost);
+    dropLocalCopies(noLocal);
     standIn.faults.clear();
-    expect(await ctx.uploads!.resume()).toBeGreaterThanOrEqual(1);
+    expect(await ctx.uploads!.resume()).toBe(0); // both are backing off
+    ctx.clock.offset += 60_000;
+    expect(await ctx.uploads!.resume()).toBeGreaterThanOrEqual(2);
     await ctx.uploads!.idle();
     expect(await row(g.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 2, upload_error: null }]);
-    expect(await row(lost.generation_id)).toMatchObject([{ upload_status: 'failed', upload_attempts: 1 }]);
+    expect(await row(noLocal.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 2, upload_error: null }]);
+    const res = await call(`/${noLocal.generation_id}/download`, A);
+    expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(noLocal.sha256);
   });
 
   it('uploads a generation another host marked lost, when this host has its copy', async () => {
@@ -196,12 +200,13 @@ describe('cloud enabled', () => {
     await ctx.uploads!.idle();
     standIn.faults.clear();
     await ctx.db.asService((tx) => tx.query(`update generations set upload_status = 'lost' where id = $1::uuid`, [g.generation_id]));
+    ctx.clock.offset += 60_000;
     await ctx.uploads!.resume();
     await ctx.uploads!.idle();
     expect((await row(g.generation_id))[0]!.upload_status).toBe('uploaded');
   });
 
-  it('gives up at once (lost, not retried) on an archive the bucket refuses as too large', async () => {
+  it('keeps an archive the bucket refuses as too large in the outbox, retried only every few hours, never lost', async () => {
     const setLimit = (bytes: number) =>
       fetch(`${standIn.url}/storage/v1/bucket/codebegen-projects`, {
         method: 'PUT',
@@ -213,12 +218,19 @@ describe('cloud enabled', () => {
       const g = await save();
       await ctx.uploads!.idle();
       const [r] = await row(g.generation_id);
-      expect(r).toMatchObject({ upload_status: 'lost', upload_attempts: 1 });
-      expect(r!.upload_error).toMatch(/too large|EntityTooLarge|413|Payload/i);
-      // and later retry scans leave it alone: an operator must act
+      expect(r).toMatchObject({ upload_status: 'failed', upload_attempts: 1 });
+      expect(r!.upload_error).toMatch(/^permanent: .*(too large|EntityTooLarge|413|Payload)/i);
+      // retry scans within the next hours leave it alone
+      ctx.clock.offset += 3600_000;
       await ctx.uploads!.resume();
       await ctx.uploads!.idle();
       expect((await row(g.generation_id))[0]!.upload_attempts).toBe(1);
+      // an operator raises the limit: the next try after the long backoff uploads the bytes kept all along
+      await setLimit(104_857_600);
+      ctx.clock.offset += 6 * 3600_000;
+      await ctx.uploads!.resume();
+      await ctx.uploads!.idle();
+      expect((await row(g.generation_id))[0]).toMatchObject({ upload_status: 'uploaded', upload_attempts: 2 });
     } finally {
       await setLimit(104_857_600);
     }

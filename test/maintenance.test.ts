@@ -49,7 +49,7 @@ describe('POST /storage-maintenance', () => {
     expect(((await user.json()) as { error: { code: string } }).error.code).toBe('forbidden');
   });
 
-  it('cleans an aged cache, completes a pending upload, gives up on a lost one, and reports orphans', async () => {
+  it('cleans an aged cache, drains the outbox, reconciles a landed upload, gives up only on what has no copy, and reports orphans', async () => {
     // 1. an old and a young cache entry
     const [old, young] = [await save(), await save()];
     await ctx.uploads!.idle();
@@ -62,16 +62,29 @@ describe('POST /storage-maintenance', () => {
     const twoDaysAgo = (Date.now() - 48 * 3600_000) / 1000;
     utimesSync(dirOf(ctx.config.cachePath, old), twoDaysAgo, twoDaysAgo);
 
-    // 2. an upload that failed but still has its local copy, and one that failed and lost it
+    // 2. two failed uploads, one of which lost its local copy: both wait in the outbox
     standIn.faults.failNext(1000, 503);
-    const [pending, lost] = [await save(), await save()];
+    const [failed, noLocal] = [await save(), await save()];
     await ctx.uploads!.idle();
     standIn.faults.clear();
-    expect(await status(pending.generation_id)).toBe('failed');
-    rmSync(dirOf(ctx.config.storagePath, lost), { recursive: true });
-    rmSync(`${dirOf(ctx.config.storagePath, lost)}.tar.gz`);
+    expect(await status(failed.generation_id)).toBe('failed');
+    rmSync(dirOf(ctx.config.storagePath, noLocal), { recursive: true });
+    rmSync(`${dirOf(ctx.config.storagePath, noLocal)}.tar.gz`);
 
-    // 3. an object nobody recorded, and a recorded object that vanished from the bucket
+    // 3. a row whose upload landed but was never recorded (reply lost), and one with no copy anywhere (staged
+    //    nowhere, no local copy, no object): only the second may ever be called lost
+    const landed = await save();
+    await ctx.uploads!.idle();
+    const gone = await save();
+    await ctx.uploads!.idle();
+    for (const g of [landed, gone]) {
+      await ctx.db.asService((tx) => tx.query(`update generations set upload_status = 'failed' where id = $1::uuid`, [g.generation_id]));
+      rmSync(dirOf(ctx.config.storagePath, g), { recursive: true });
+      rmSync(`${dirOf(ctx.config.storagePath, g)}.tar.gz`);
+    }
+    await ctx.cloud!.remove([`${gone.project_id}/generations/v1__${gone.generation_id}.tar.gz`]);
+
+    // 4. an object nobody recorded, and a recorded object that vanished from the bucket
     const strayKey = `${randomUUID()}/generations/v1__${randomUUID()}.tar.gz`;
     await ctx.cloud!.upload(strayKey, new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     const vanished = await save();
@@ -80,30 +93,34 @@ describe('POST /storage-maintenance', () => {
 
     type Report = {
       cache: { removed: number; kept: number };
-      uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number };
+      uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number; reconciled: number; adopted: number };
+      outbox: { rows: number; bytes: number; due: number; oldest_age_seconds: number | null };
       orphans: { objects_without_rows: string[]; rows_without_objects: string[] };
     };
+    ctx.clock.offset += 60_000; // past the failed uploads' backoff
     const first = await maintain(S);
     expect(first.status).toBe(200);
     const early = (await first.json()) as Report;
     expect(early.cache).toEqual({ removed: 1, kept: 1 });
-    expect(early.uploads).toEqual({ retried: 1, uploaded: 1, still_failing: 0, marked_lost: 0 });
-    expect(await status(pending.generation_id)).toBe('uploaded');
-    // a row without a local copy is given up only once it has been quiet for an hour (not an upload under way)
-    expect(await status(lost.generation_id)).toBe('failed');
+    expect(early.uploads).toEqual({ retried: 2, uploaded: 2, still_failing: 0, marked_lost: 0, reconciled: 1, adopted: 0 });
+    expect(early.outbox).toEqual({ rows: 0, bytes: 0, due: 0, oldest_age_seconds: null });
+    for (const g of [failed, noLocal, landed]) expect(await status(g.generation_id)).toBe('uploaded');
+    // a row with no copy is given up only once it has been quiet for an hour (not a save under way)
+    expect(await status(gone.generation_id)).toBe('failed');
     ctx.clock.offset += 2 * 3600_000;
 
     const report = (await (await maintain(S)).json()) as Report;
-    expect(report.uploads).toEqual({ retried: 0, uploaded: 0, still_failing: 0, marked_lost: 1 });
-    expect(await status(lost.generation_id)).toBe('lost');
+    expect(report.uploads).toEqual({ retried: 0, uploaded: 0, still_failing: 0, marked_lost: 1, reconciled: 0, adopted: 0 });
+    expect(await status(gone.generation_id)).toBe('lost');
+    expect(ctx.log.lines.some((l) => l.level === 'error' && l.msg === 'generation lost: no copy anywhere' && l.generation_id === gone.generation_id)).toBe(true);
     expect(report.orphans.objects_without_rows).toEqual([strayKey]);
     expect(report.orphans.rows_without_objects).toEqual([vanished.generation_id]);
-    expect(ctx.log.lines.some((l) => l.msg === 'maintenance finished' && l.cache_removed === 1 && l.uploads_retried === 1)).toBe(true);
+    expect(ctx.log.lines.some((l) => l.msg === 'maintenance finished' && l.cache_removed === 1 && l.uploads_retried === 2)).toBe(true);
 
     // a further run finds nothing new to do
     const again = (await (await maintain(S)).json()) as Report;
     expect(again.cache.removed).toBe(0);
-    expect(again.uploads).toEqual({ retried: 0, uploaded: 0, still_failing: 0, marked_lost: 0 });
+    expect(again.uploads).toEqual({ retried: 0, uploaded: 0, still_failing: 0, marked_lost: 0, reconciled: 0, adopted: 0 });
   });
 });
 

@@ -30,6 +30,8 @@ export const ErrorCode = {
   CloudRejected: 'cloud_rejected',
   /** What the cloud returned does not match the recorded sha256. */
   CloudCorrupt: 'cloud_corrupt',
+  /** Asked for something only cloud mode has (the upload outbox). */
+  CloudDisabled: 'cloud_disabled',
   DatabaseUnavailable: 'database_unavailable',
   Internal: 'internal_error',
 } as const;

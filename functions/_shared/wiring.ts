@@ -10,7 +10,7 @@ import { GenerationService } from './storage/generation-service.ts';
 import { LocalStore } from './stores/local-store.ts';
 import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
 import { HybridGenerationStorage } from './storage/hybrid-storage.ts';
-import { UploadQueue } from './storage/upload-queue.ts';
+import { EDGE_DRAIN_BUDGET, UploadQueue } from './storage/upload-queue.ts';
 import { bucketSizeLimit, SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
 
 /**
@@ -41,7 +41,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     const { url, serviceKey, bucket } = config.supabase;
     cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits), timeoutMs: opts.cloudTimeoutMs }, log, opts.cloudRetry);
     uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, lostAfterMs: 3600_000, keepAlive: opts.keepAlive, now: opts.now });
-    storage = new HybridGenerationStorage(localStorage, cache, cloud, uploads, log, {
+    storage = new HybridGenerationStorage(db, localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,
       unpackLimits: { maxEntries: config.limits.maxFiles * 2 + 16, maxFileBytes: config.limits.maxFileBytes + config.limits.maxMetadataBytes + 1024 * 1024, maxTotalBytes: config.limits.maxGenerationBytes * 2 },
       now: opts.now,
@@ -63,11 +63,13 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     const storageOk = await local.writable();
     // The cloud being down degrades nothing that matters now: saves stay local and uploads are retried.
     const cloudOk = cloud ? await cloud.ping().catch(() => false) : null;
+    const outbox = uploads && dbOk ? await uploads.backlog().catch(() => null) : null;
     return {
       status: dbOk && storageOk ? 'ok' : 'degraded',
       db: { ok: dbOk },
       storage: { ok: storageOk },
       cloud: { enabled: config.useCloudStorage, ok: cloudOk },
+      outbox,
     };
   };
   const authenticate = createAuthenticator({ jwtSecret, jwksUrl: config.auth.jwksUrl, serviceKey: config.supabase.serviceKey });
@@ -76,12 +78,13 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
       db,
       cache,
       local: localStorage,
-      cloud: cloud && uploads && { store: cloud, uploads, concurrency: config.uploads.concurrency },
+      cloud: cloud && uploads && { store: cloud, uploads, drainBudget: EDGE_DRAIN_BUDGET },
       maxCacheAgeHours: config.maxCacheAgeHours,
       log,
       now: opts.now,
     });
-  const maintenanceApp = createMaintenanceApp({ authenticate, run: maintain, log });
+  const drain = uploads && (() => uploads.drain(EDGE_DRAIN_BUDGET));
+  const maintenanceApp = createMaintenanceApp({ authenticate, run: maintain, drain, log });
   const app = createGenerationsApp({
     service,
     authenticate,
@@ -93,5 +96,5 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     corsAllowedOrigins: config.corsAllowedOrigins,
     log,
   });
-  return { app, maintenanceApp, maintain, service, local, cloud, uploads };
+  return { app, maintenanceApp, maintain, drain, service, local, cloud, uploads };
 }

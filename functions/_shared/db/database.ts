@@ -31,6 +31,18 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Runs `fn` as service_role inside a transaction begun as another role, then returns to that role. For the one
+ * service-only write a user's request makes: its save stores the archive in the upload outbox, in the same
+ * transaction as the row RLS let it insert. If `fn` throws, the transaction is aborted anyway.
+ */
+export async function asServiceWithin<T>(tx: Tx, fn: () => Promise<T>): Promise<T> {
+  const [row] = await tx.query<{ role: string }>(`select current_setting('role') as role, set_config('role', 'service_role', true)`);
+  const result = await fn();
+  await tx.query(`select set_config('role', $1, true)`, [row!.role]);
+  return result;
+}
+
 export function createDatabase(driver: Driver): Database {
   const asRole = <T>(role: string, claims: JwtClaims, fn: (tx: Tx) => Promise<T>) =>
     driver.transaction(async (tx) => {

@@ -143,32 +143,47 @@ export async function deleteGeneration(tx: Tx, id: string): Promise<GenerationRe
   return rows[0] && toRecord(rows[0]);
 }
 
-/** Records a verified upload; false when the row is gone (deleted while uploading). */
-export async function markUploaded(tx: Tx, id: string): Promise<boolean> {
+/** Records a verified upload of exactly these bytes; false when the row is gone (deleted while uploading) or holds others. */
+export async function markUploaded(tx: Tx, id: string, archiveSha256: string): Promise<boolean> {
   const rows = await tx.query(
     `update public.generations set upload_status = 'uploaded', upload_attempts = upload_attempts + 1, upload_error = null, uploaded_at = now()
-     where id = $1::uuid returning id`,
-    [id],
+     where id = $1::uuid and archive_sha256 = $2 returning id`,
+    [id, archiveSha256],
   );
   return rows.length > 0;
 }
 
-/** Records a failed attempt: tried again later (`failed`), or never again (`lost`) when it cannot succeed. */
-export async function markUploadFailed(tx: Tx, id: string, error: string, status: 'failed' | 'lost' = 'failed'): Promise<void> {
+/** Records a failed attempt; the bytes wait in the outbox for the next one. */
+export async function markUploadFailed(tx: Tx, id: string, error: string): Promise<void> {
   await tx.query(
-    `update public.generations set upload_status = $3, upload_attempts = upload_attempts + 1, upload_error = left($2, 1000)
+    `update public.generations set upload_status = 'failed', upload_attempts = upload_attempts + 1, upload_error = left($2, 1000)
      where id = $1::uuid and upload_status <> 'uploaded'`,
-    [id, error, status],
+    [id, error],
   );
 }
 
+/** A replay packed the same content to other bytes (the packer changed): the row records the archive it can vouch for. */
+export async function replaceArchive(tx: Tx, id: string, archiveSha256: string, archiveSizeBytes: number): Promise<void> {
+  await tx.query(
+    `update public.generations set archive_sha256 = $2, archive_size_bytes = $3::bigint where id = $1::uuid and upload_status <> 'uploaded'`,
+    [id, archiveSha256, archiveSizeBytes],
+  );
+}
+
+/** Its bytes are staged again (adopted from a local copy, or restored by a replay): waiting for an upload. */
+export async function markPending(tx: Tx, id: string): Promise<void> {
+  await tx.query(`update public.generations set upload_status = 'pending', upload_error = null where id = $1::uuid and upload_status <> 'uploaded'`, [id]);
+}
+
 /**
- * Generations not yet in the bucket, oldest first, `lost` ones last: "lost" only means no host that looked had
- * a local copy — another host (sharing this database) may have one and upload it yet.
+ * Generations not in the bucket that have no outbox row (saved while cloud was off, staged nowhere, or lost),
+ * oldest first, `lost` ones last.
  */
-export async function listNotUploaded(tx: Tx, limit: number): Promise<GenerationRecord[]> {
+export async function listUnstaged(tx: Tx, limit: number): Promise<GenerationRecord[]> {
   const rows = await tx.query<Row>(
-    `select ${COLUMNS} from public.generations where upload_status in ('local', 'pending', 'failed', 'lost')
+    `select ${COLUMNS} from public.generations g
+     where upload_status in ('local', 'pending', 'failed', 'lost')
+       and not exists (select 1 from codebegen_private.upload_outbox o where o.generation_id = g.id)
      order by upload_status = 'lost', updated_at limit $1::int`,
     [limit],
   );

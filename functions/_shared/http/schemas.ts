@@ -68,6 +68,15 @@ export const healthBody = z
     db: z.object({ ok: z.boolean() }),
     storage: z.object({ ok: z.boolean() }),
     cloud: z.object({ enabled: z.boolean(), ok: z.boolean().nullable() }),
+    /** Cloud on: archives committed in Postgres and not yet verified in the bucket (null when cloud is off or unknown). */
+    outbox: z
+      .object({
+        rows: z.number().int(),
+        bytes: z.number(),
+        due: z.number().int(),
+        oldest_age_seconds: z.number().nullable(),
+      })
+      .nullable(),
   });
 
 /** "field.sub: message" for the first few issues: a 400 always names the offending field. */

@@ -169,7 +169,7 @@ async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: Migrati
         throw new Error(`verification failed: the bucket holds ${back.byteLength} bytes with another sha256 (uploaded ${bytes.byteLength})`);
       }
     }
-    await db.asService((tx) => repo.markUploaded(tx, g.generationId));
+    await db.asService((tx) => repo.markUploaded(tx, g.generationId, prepared.archive.sha256));
     entry.verified = opts.verify;
     deps.log.info('generation migrated', { generation_id: g.generationId, project_id: ref.projectId, key: storageKey(ref), bytes: bytes.byteLength, verified: opts.verify });
     return settle('uploaded');

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { packGeneration, storageKey, type GenerationRef } from '../archive/generation-archive.ts';
-import type { GenerationStorage } from './generation-storage.ts';
+import { refOf, type GenerationStorage } from './generation-storage.ts';
 import { buildManifest, canonicalJson, contentDigest } from '../archive/manifest.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import type { Principal } from '../auth/principal.ts';
-import type { Database, Tx } from '../db/database.ts';
+import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import { AppError, badRequest, ErrorCode, forbidden, generationNotFound, projectNotFound, tooLarge } from '../errors.ts';
@@ -74,6 +74,7 @@ export class GenerationService {
     }
     const generationId = input.generationId ?? randomUUID();
     const contentSha256 = contentDigest(files, metadata);
+    // Set once local files are placed: from then on a failure may hide a commit that happened (see below).
     let written: GenerationRef | undefined;
     try {
       const result = await this.as(principal, async (tx): Promise<SaveResult> => {
@@ -86,7 +87,11 @@ export class GenerationService {
             existing.ownerId === ownerId &&
             (input.version === undefined || input.version === existing.version);
           if (!same) throw new AppError(ErrorCode.GenerationConflict, 409, `generation ${generationId} already exists with other content`);
-          return { record: existing, created: false };
+          if (await this.deps.storage.durable(tx, existing)) return { record: existing, created: false };
+          // A replay of a generation whose bytes are gone (lost, or removed after a commit whose outcome was
+          // unknown): the caller sent them again, so restore them instead of confirming a loss.
+          const restored = await this.restore(tx, existing, files, (ref) => (written = ref));
+          return { record: restored, created: false };
         }
         const owner = await repo.ensureProject(tx, input.projectId, ownerId);
         if (owner === undefined) throw projectNotFound();
@@ -118,6 +123,8 @@ export class GenerationService {
           uploadStatus: this.deps.storage.cloudEnabled ? 'pending' : 'local',
           createdAt,
         });
+        // Cloud on, the archive's bytes commit with the row (the upload outbox): durable beyond this host.
+        await this.deps.storage.stage(tx, record, archive.bytes);
         // Files last, inside the transaction: if they cannot be written, the row is rolled back too.
         await this.deps.local.write(ref, manifest, files, archive.bytes);
         written = ref;
@@ -131,13 +138,59 @@ export class GenerationService {
         return { record, created: true };
       });
       // Committed: now, and only now, the background work may start.
-      if (result.created || result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record);
+      if (result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record);
       return result;
     } catch (err) {
-      // The commit failed after the files were placed: take them back so disk and database agree.
-      if (written) await this.deps.local.remove(written).catch(() => {});
+      if (written) {
+        // The files are placed; the failure came at or after COMMIT, whose outcome a dropped connection hides.
+        // Find out before touching anything: removing the files of a committed row would lose an acknowledged save.
+        const outcome = await this.commitOutcome(written, contentSha256);
+        if (outcome === 'absent') await this.deps.local.remove(written).catch(() => {});
+        else if (outcome === 'unknown') {
+          this.deps.log.error('save outcome unknown; files kept', { generation_id: written.generationId, error: err });
+          throw new AppError(ErrorCode.StorageUnavailable, 503, 'the database did not confirm the save: send it again', { cause: err });
+        } else {
+          this.deps.log.warn('commit reported failed but the row is there: saved', { generation_id: written.generationId, error: err });
+          if (outcome.uploadStatus !== 'uploaded') this.deps.storage.saved(outcome);
+          return { record: outcome, created: true };
+        }
+      }
       throw mapDbError(err);
     }
+  }
+
+  /**
+   * Puts a replayed generation's bytes back: packed again from what the caller re-sent with the recorded manifest,
+   * written locally unless a copy is here, and staged (cloud on), the row `pending` again. Same content, proven by
+   * content_sha256; should the packer have changed since, the row records the new archive's digest.
+   */
+  private async restore(tx: Tx, existing: GenerationRecord, files: TreeFile[], placed: (ref: GenerationRef) => void): Promise<GenerationRecord> {
+    const ref = refOf(existing);
+    const archive = await packGeneration(existing.manifest, files);
+    const record = await asServiceWithin(tx, async () => {
+      if (archive.sha256 !== existing.archiveSha256) await repo.replaceArchive(tx, existing.id, archive.sha256, archive.bytes.byteLength);
+      if (this.deps.storage.cloudEnabled) await repo.markPending(tx, existing.id);
+      return (await repo.findGeneration(tx, existing.id))!;
+    });
+    await this.deps.storage.stage(tx, record, archive.bytes);
+    if (!(await this.deps.storage.hasLocalCopy(record))) {
+      await this.deps.local.write(ref, record.manifest, files, archive.bytes);
+      placed(ref);
+    }
+    this.deps.log.warn('replay restored a generation whose bytes were gone', { generation_id: record.id, project_id: record.projectId, was: existing.uploadStatus });
+    return record;
+  }
+
+  /** After a failed commit: is our row there ('absent': no; 'unknown': cannot tell), the one at our files' path? */
+  private async commitOutcome(ref: GenerationRef, contentSha256: string): Promise<GenerationRecord | 'absent' | 'unknown'> {
+    let row: GenerationRecord | undefined;
+    try {
+      row = await this.deps.db.asService((tx) => repo.findGeneration(tx, ref.generationId));
+    } catch {
+      return 'unknown';
+    }
+    if (!row || row.projectId !== ref.projectId || row.version !== ref.version) return 'absent';
+    return row.contentSha256 === contentSha256 ? row : 'unknown';
   }
 
   async list(principal: Principal, projectId: string, limit: number, beforeVersion?: number) {

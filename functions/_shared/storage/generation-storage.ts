@@ -1,5 +1,7 @@
 import type { GenerationRef } from '../archive/generation-archive.ts';
 import { packGeneration } from '../archive/generation-archive.ts';
+import { sha256Hex } from '../archive/manifest.ts';
+import type { Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import { AppError, ErrorCode, internal } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -12,6 +14,15 @@ import type { LocalStore } from '../stores/local-store.ts';
  */
 export interface GenerationStorage {
   readonly cloudEnabled: boolean;
+  /**
+   * Inside the save's transaction, before it commits: makes the archive durable beyond this host (cloud on: the
+   * upload outbox in Postgres). Cloud off: nothing, the local disk is the store.
+   */
+  stage(tx: Tx, record: GenerationRecord, archive: Uint8Array): Promise<void>;
+  /** Whether the generation's bytes are held beyond this host already (in the bucket or the outbox). */
+  durable(tx: Tx, record: GenerationRecord): Promise<boolean>;
+  /** Whether this host holds the generation (archive or folder). */
+  hasLocalCopy(record: GenerationRecord): Promise<boolean>;
   /** The row and local files are committed: start whatever happens in the background (uploads). */
   saved(record: GenerationRecord): void;
   /** The archive's exact bytes, the ones `archive_sha256` names. */
@@ -34,6 +45,13 @@ export class LocalGenerationStorage implements GenerationStorage {
     private readonly log: Logger,
   ) {}
 
+  async stage(): Promise<void> {}
+
+  /** Cloud off, the local copy is the only one: durable when it is here. */
+  async durable(_tx: Tx, record: GenerationRecord): Promise<boolean> {
+    return this.hasLocalCopy(record);
+  }
+
   saved(): void {}
 
   async archive(record: GenerationRecord): Promise<Uint8Array> {
@@ -43,14 +61,16 @@ export class LocalGenerationStorage implements GenerationStorage {
   }
 
   /**
-   * The stored archive; or, for a folder without one (CodebeGen's Python wrote it), the folder packed again and
-   * proven identical. A folder that packs to other bytes is an integrity failure (500) — or, with `mismatch: 'miss'`,
-   * no local copy at all, for a caller that has another copy to turn to.
+   * The stored archive, if its sha256 is the recorded one; or, for a folder without one (CodebeGen's Python wrote
+   * it) or whose archive fails the check, the folder packed again and proven identical. A folder that packs to
+   * other bytes is an integrity failure (500) — or, with `mismatch: 'miss'`, no local copy at all, for a caller
+   * that has another copy to turn to. Bytes that fail their check are never returned.
    */
   async localArchive(record: GenerationRecord, opts: { mismatch?: 'throw' | 'miss' } = {}): Promise<Uint8Array | undefined> {
     const ref = refOf(record);
     const stored = await this.local.readArchive(ref);
-    if (stored) return stored;
+    if (stored && sha256Hex(stored) === record.archiveSha256) return stored;
+    if (stored) this.log.error('stored archive does not match its record; not used', { generation_id: record.id, bytes: stored.byteLength });
     const onDisk = await this.local.read(ref, ['hierarchical']);
     if (!onDisk) return undefined;
     const packed = await packGeneration(record.manifest, onDisk.files);
@@ -60,6 +80,11 @@ export class LocalGenerationStorage implements GenerationStorage {
       throw internal('stored generation failed its integrity check');
     }
     return packed.bytes;
+  }
+
+  /** This host's copy of the exact recorded bytes, or undefined: what uploads and cloud-mode reads may use. */
+  verifiedLocalArchive(record: GenerationRecord): Promise<Uint8Array | undefined> {
+    return this.localArchive(record, { mismatch: 'miss' });
   }
 
   /** Whether this server still holds the generation (archive or folder), so it can be uploaded. */

@@ -1,7 +1,9 @@
 import { generationDirName, unpackGeneration } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { UnpackLimits } from '../archive/tar-gz.ts';
+import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
+import * as outbox from '../db/outbox-repo.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
@@ -17,10 +19,11 @@ export interface HybridOptions {
 }
 
 /**
- * Cloud on: the local copy first (written at save), the bucket behind it (uploaded in the background by the
- * UploadQueue), and a cache in front of the bucket for generations whose local copy is gone. Reads go
- * local → fresh cache → cloud; a cloud read is checked against the recorded sha256 before it is cached or served,
- * and concurrent reads of one generation share one download.
+ * Cloud on: the save's transaction stages the archive in the upload outbox (Postgres, shared by every host), the
+ * UploadQueue moves it to the bucket, and the local copy (written at save) and a cache serve reads fast. Reads go
+ * local → fresh cache → outbox → bucket, so any host serves a generation as soon as its save is answered; bytes
+ * from every tier are checked against the recorded sha256 before they are served or cached, and concurrent reads
+ * of one generation's bytes share one fetch.
  */
 export class HybridGenerationStorage implements GenerationStorage {
   readonly cloudEnabled = true;
@@ -28,6 +31,7 @@ export class HybridGenerationStorage implements GenerationStorage {
   private readonly now: () => number;
 
   constructor(
+    private readonly db: Database,
     private readonly local: LocalGenerationStorage,
     private readonly cache: LocalStore,
     private readonly cloud: CloudStore,
@@ -38,6 +42,19 @@ export class HybridGenerationStorage implements GenerationStorage {
     this.now = opts.now ?? Date.now;
   }
 
+  async stage(tx: Tx, record: GenerationRecord, archive: Uint8Array): Promise<void> {
+    // The outbox is service-only; a user's save writes its own archive there and nothing else.
+    await asServiceWithin(tx, () => outbox.stage(tx, record.id, record.archiveSha256, archive, new Date(this.now())));
+  }
+
+  async durable(tx: Tx, record: GenerationRecord): Promise<boolean> {
+    return record.uploadStatus === 'uploaded' || (await asServiceWithin(tx, () => outbox.isStaged(tx, record.id)));
+  }
+
+  hasLocalCopy(record: GenerationRecord): Promise<boolean> {
+    return this.local.hasLocalCopy(record);
+  }
+
   saved(record: GenerationRecord): void {
     this.uploads.enqueue(record);
   }
@@ -46,23 +63,45 @@ export class HybridGenerationStorage implements GenerationStorage {
     // A local folder that no longer packs to the recorded bytes is passed over: the cache or the bucket has them.
     const local = await this.local.localArchive(record, { mismatch: 'miss' });
     if (local) return local;
-    // One cache-or-cloud read per generation at a time: a reader arriving while a download is under way joins it,
-    // and one arriving after finds the cache filled (the entry goes only once the cache is written).
-    let pending = this.reads.get(record.id);
+    // One read of these exact bytes at a time: a reader arriving while a fetch is under way joins it, and one
+    // arriving after finds the cache filled (the entry goes only once the cache is written). Keyed by id and
+    // sha256, so a generation deleted and saved again under its id never joins the old one's read.
+    const key = `${record.id}:${record.archiveSha256}`;
+    let pending = this.reads.get(key);
     if (!pending) {
-      pending = this.cachedOrCloud(record).finally(() => this.reads.delete(record.id));
-      this.reads.set(record.id, pending);
+      pending = this.cachedOrRemote(record).finally(() => this.reads.delete(key));
+      this.reads.set(key, pending);
     }
     return pending;
   }
 
-  private async cachedOrCloud(record: GenerationRecord): Promise<Uint8Array> {
+  private async cachedOrRemote(record: GenerationRecord): Promise<Uint8Array> {
     const cached = await this.fromCache(record);
     if (cached) return cached;
     if (record.uploadStatus !== 'uploaded') {
-      throw new AppError(ErrorCode.StorageUnavailable, 503, 'generation is neither on this server nor uploaded yet');
+      const staged = await this.fromOutbox(record);
+      if (staged) return staged;
     }
-    return this.fromCloud(record);
+    try {
+      return await this.fromCloud(record);
+    } catch (err) {
+      // Not uploaded and not in the bucket either: say what is true, not "not found".
+      if (record.uploadStatus !== 'uploaded' && err instanceof AppError && err.code === ErrorCode.CloudNotFound) {
+        throw new AppError(ErrorCode.StorageUnavailable, 503, `generation has no readable copy (upload status: ${record.uploadStatus})`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private async fromOutbox(record: GenerationRecord): Promise<Uint8Array | undefined> {
+    const staged = await this.db.asService((tx) => outbox.stagedBytes(tx, record.id));
+    if (!staged) return undefined;
+    if (sha256Hex(staged.bytes) !== record.archiveSha256) {
+      this.log.error('outbox bytes do not match their record; not served', { generation_id: record.id });
+      return undefined;
+    }
+    await this.fillCache(record, staged.bytes);
+    return staged.bytes;
   }
 
   async cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined> {
@@ -101,10 +140,23 @@ export class HybridGenerationStorage implements GenerationStorage {
       this.log.error('cloud copy does not match its record; not cached', { generation_id: record.id, key: record.storageKey, bytes: bytes.byteLength });
       throw new AppError(ErrorCode.CloudCorrupt, 502, 'the cloud copy of this generation failed its integrity check');
     }
-    const ref = refOf(record);
-    // Unpacked straight into the cache's scratch folder, checked on the way: the files are never all in memory.
-    await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
+    await this.fillCache(record, bytes);
     this.log.info('generation pulled from the cloud into the cache', { generation_id: record.id, bytes: bytes.byteLength, ms: this.now() - started });
     return bytes;
+  }
+
+  /**
+   * Unpacked straight into the cache's scratch folder, checked on the way (the files are never all in memory): an
+   * archive the unpacker refuses is never served. A cache that cannot be written (a full disk) costs only speed:
+   * the verified bytes are served anyway.
+   */
+  private async fillCache(record: GenerationRecord, bytes: Uint8Array): Promise<void> {
+    const ref = refOf(record);
+    try {
+      await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500) throw err;
+      this.log.warn('cache not filled; serving the verified bytes anyway', { generation_id: record.id, error: err });
+    }
   }
 }

@@ -1,7 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { Database } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
+import * as outbox from '../db/outbox-repo.ts';
+import type { Backlog, Claim } from '../db/outbox-repo.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
@@ -10,8 +13,10 @@ import type { LocalGenerationStorage } from './generation-storage.ts';
 export interface UploadQueueOptions {
   /** Uploads at once; the rest wait in line. */
   concurrency: number;
-  /** A row without a local copy, untouched this long, can never be uploaded: it is marked lost. */
+  /** A row with no copy anywhere we can find, untouched this long (so not a save under way), is marked lost. */
   lostAfterMs: number;
+  /** How long a claim on an outbox row holds before another drainer may take it over. */
+  leaseMs?: number;
   now?: () => number;
   /**
    * Keeps the runtime alive while background work runs: `EdgeRuntime.waitUntil` on Supabase Edge, where a
@@ -20,26 +25,66 @@ export interface UploadQueueOptions {
   keepAlive?: (work: Promise<unknown>) => void;
 }
 
-/** Marks an upload error no retry can fix (kept in upload_error, so triage skips the row). */
+/** What one drain call may spend: it must fit an Edge Function's limits (2 s CPU, 256 MB, 150 s wall clock). */
+export interface DrainBudget {
+  maxMs: number;
+  maxBytes: number;
+  maxRows: number;
+}
+
+export const EDGE_DRAIN_BUDGET: DrainBudget = { maxMs: 60_000, maxBytes: 64 * 1024 * 1024, maxRows: 50 };
+
+export interface DrainReport {
+  claimed: number;
+  uploaded: number;
+  failed: number;
+  skipped: number;
+  bytes: number;
+  duration_ms: number;
+  backlog: Backlog;
+}
+
+export interface TriageReport {
+  /** Rows this host held a verified local copy of, now staged in the outbox. */
+  adopted: number;
+  /** Rows not marked uploaded whose bucket object was there and verified: now uploaded. */
+  reconciled: number;
+  /** Rows with no copy anywhere (no outbox row, no local copy here, no object that verifies). */
+  markedLost: number;
+}
+
+/** Marks an upload error no retry will fix soon (kept in upload_error): retried only every PERMANENT_BACKOFF_MS. */
 const PERMANENT = 'permanent: ';
+const PERMANENT_BACKOFF_MS = 6 * 3600_000;
+const DEFAULT_LEASE_MS = 10 * 60_000;
+
+/** Exponential backoff between attempts at one row: 10 s, 20 s, … at most 5 minutes. */
+export function backoffMs(attempts: number): number {
+  return Math.min(300_000, 10_000 * 2 ** Math.max(0, attempts - 1));
+}
 
 export type UploadOutcome = 'uploaded' | 'failed' | 'skipped';
 
 /**
- * Uploads saved generations to the bucket in the background, durably: the row says pending → uploaded (only
- * after the bucket's copy is downloaded back and its size and sha256 match) or failed (attempts, last error).
- * A crash loses nothing: `resume()` finds every row not yet uploaded whose local copy exists and queues it again.
+ * Moves archives from the upload outbox (Postgres) to the bucket. Any host may upload any row: it claims it with a
+ * lease (expired leases are anyone's), takes the bytes from its own verified local copy or else from the outbox,
+ * uploads, downloads the object back to verify size and sha256, and only then, in one transaction, marks the
+ * generation `uploaded` and removes the outbox row. A failure gives the claim back with a backoff.
+ *
+ * Two ways in: `enqueue` (the save's own fast path, in process, bounded concurrency) and `drain` (the safety net:
+ * the Node retry timer, and on Supabase pg_cron calling storage-maintenance/drain when rows are due).
  */
 export class UploadQueue {
   private readonly waiting: string[] = [];
-  /** Queued ids, with the row when the caller had it fresh (a save that just committed): one query less. */
-  private readonly queued = new Map<string, GenerationRecord | undefined>();
-  /** Uploads under way, by generation: a second ask for the same one (maintenance, the queue) joins the first. */
+  private readonly queued = new Set<string>();
+  /** Uploads under way in this process, by generation: a second ask for the same one joins the first. */
   private readonly inFlight = new Map<string, Promise<UploadOutcome>>();
   private running = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
   private readonly now: () => number;
+  /** This drainer's name in leases. */
+  readonly owner = `drainer-${randomUUID()}`;
 
   constructor(
     private readonly db: Database,
@@ -51,42 +96,95 @@ export class UploadQueue {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Queues a generation (once, however often it is asked), by id or by the row a save just committed. */
+  private get leaseMs(): number {
+    return this.opts.leaseMs ?? DEFAULT_LEASE_MS;
+  }
+
+  /** Queues a generation's upload (once, however often it is asked). */
   enqueue(generation: string | GenerationRecord): void {
     const generationId = typeof generation === 'string' ? generation : generation.id;
     if (this.stopped || this.queued.has(generationId)) return;
-    this.queued.set(generationId, typeof generation === 'string' ? undefined : generation);
+    this.queued.add(generationId);
     this.waiting.push(generationId);
     this.pump();
   }
 
   /**
-   * Sorts the generations not yet in the bucket: those this server can upload (it holds the local copy), and
-   * those that never can be — no local copy, and untouched for `lostAfterMs` (so not an upload under way
-   * elsewhere) — which it marks `lost`, so they stop filling every retry batch.
+   * Stages what this host alone holds (rows not uploaded, without an outbox row, whose verified local copy is
+   * here: e.g. saved while cloud was off), then queues every outbox row that is due. Returns how many it queued.
    */
-  async triage(limit = 1000): Promise<{ uploadable: string[]; markedLost: number }> {
-    const rows = await this.db.asService((tx) => repo.listNotUploaded(tx, limit));
-    const uploadable: string[] = [];
-    let markedLost = 0;
-    for (const r of rows) {
-      if (r.uploadError?.startsWith(PERMANENT)) continue; // the bucket refused it for good; an operator must act
-      if (await this.local.hasLocalCopy(r)) uploadable.push(r.id);
-      else if (r.uploadStatus !== 'lost' && this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
-        await this.db.asService((tx) => repo.markLost(tx, r.id, 'no local copy left and never uploaded'));
-        this.log.error('upload can never succeed: marked lost', { generation_id: r.id, key: r.storageKey });
-        markedLost++;
-      }
-    }
-    return { uploadable, markedLost };
+  async resume(limit = 1000): Promise<number> {
+    await this.adopt(limit);
+    const due = await this.db.asService((tx) => outbox.listDue(tx, new Date(this.now()), limit));
+    for (const id of due) this.enqueue(id);
+    if (due.length) this.log.info('uploads resumed', { count: due.length });
+    return due.length;
   }
 
-  /** Queues every generation this server can upload; returns how many. */
-  async resume(limit = 1000): Promise<number> {
-    const { uploadable } = await this.triage(limit);
-    for (const id of uploadable) this.enqueue(id);
-    if (uploadable.length) this.log.info('uploads resumed', { count: uploadable.length });
-    return uploadable.length;
+  /**
+   * Sorts the rows not uploaded that have no outbox row: a verified local copy here is staged (adopted); an object
+   * in the bucket that verifies marks the row uploaded (the upload landed, its reply did not); with neither, a row
+   * untouched for `lostAfterMs` is marked `lost` and logged as an error. Run by maintenance.
+   */
+  async triage(limit = 1000): Promise<TriageReport> {
+    const report: TriageReport = { adopted: await this.adopt(limit), reconciled: 0, markedLost: 0 };
+    for (const r of await this.db.asService((tx) => repo.listUnstaged(tx, limit))) {
+      if (await this.bucketHolds(r).catch(() => false)) {
+        if (await this.db.asService((tx) => repo.markUploaded(tx, r.id, r.archiveSha256))) {
+          report.reconciled++;
+          this.log.warn('upload found verified in the bucket: marked uploaded', { generation_id: r.id, key: r.storageKey });
+        }
+      } else if (r.uploadStatus !== 'lost' && this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
+        await this.db.asService((tx) => repo.markLost(tx, r.id, 'no copy anywhere: no outbox row, no local copy, no object that verifies'));
+        this.log.error('generation lost: no copy anywhere', { generation_id: r.id, key: r.storageKey });
+        report.markedLost++;
+      }
+    }
+    return report;
+  }
+
+  /** Stages the rows without an outbox row whose verified local copy this host holds. */
+  private async adopt(limit: number): Promise<number> {
+    let adopted = 0;
+    for (const r of await this.db.asService((tx) => repo.listUnstaged(tx, limit))) {
+      const bytes = await this.local.verifiedLocalArchive(r);
+      if (!bytes) continue;
+      await this.db.asService(async (tx) => {
+        await outbox.stage(tx, r.id, r.archiveSha256, bytes, new Date(this.now()));
+        await repo.markPending(tx, r.id);
+      });
+      adopted++;
+    }
+    if (adopted) this.log.info('local copies staged for upload', { count: adopted });
+    return adopted;
+  }
+
+  /**
+   * Claims due outbox rows, a few at a time, and uploads them until the budget is spent or nothing is due.
+   * Answers with what it did and the backlog left.
+   */
+  async drain(budget: DrainBudget): Promise<DrainReport> {
+    const started = this.now();
+    const report = { claimed: 0, uploaded: 0, failed: 0, skipped: 0, bytes: 0 };
+    while (!this.stopped && report.claimed < budget.maxRows && report.bytes < budget.maxBytes && this.now() - started < budget.maxMs) {
+      const take = Math.min(this.opts.concurrency, budget.maxRows - report.claimed);
+      const claims = await this.db.asService((tx) => outbox.claimDue(tx, this.owner, new Date(this.now()), this.leaseMs, take));
+      if (claims.length === 0) break;
+      report.claimed += claims.length;
+      const outcomes = await Promise.all(
+        claims.map((c) => {
+          report.bytes += c.archiveSizeBytes;
+          return this.joined(c.generationId, () => this.process(c));
+        }),
+      );
+      for (const o of outcomes) report[o]++;
+    }
+    const backlog = await this.backlog();
+    return { ...report, duration_ms: Math.round(this.now() - started), backlog };
+  }
+
+  backlog(): Promise<Backlog> {
+    return this.db.asService((tx) => outbox.backlog(tx, new Date(this.now())));
   }
 
   /** Resolves when nothing is waiting or running. */
@@ -95,64 +193,111 @@ export class UploadQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Takes no more work and waits for the uploads under way; the rest stay pending in the database. */
+  /** Takes no more work and waits for the uploads under way; the rest stay in the outbox. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.waiting.length = 0;
     this.queued.clear();
     await this.idle();
+    await Promise.allSettled(this.inFlight.values());
   }
 
-  /** One upload, start to finish; never two of one generation at once. Never throws: the outcome is in the row and the log. */
-  uploadOne(generationId: string, fresh?: GenerationRecord): Promise<UploadOutcome> {
+  /** Claims one generation's outbox row and uploads it, unless another drainer holds it. Never throws. */
+  uploadOne(generationId: string): Promise<UploadOutcome> {
+    return this.joined(generationId, async () => {
+      const claim = await this.db.asService((tx) => outbox.claimOne(tx, generationId, this.owner, new Date(this.now()), this.leaseMs));
+      return claim ? this.process(claim) : 'skipped';
+    });
+  }
+
+  private joined(generationId: string, fn: () => Promise<UploadOutcome>): Promise<UploadOutcome> {
     let work = this.inFlight.get(generationId);
     if (!work) {
-      work = this.upload(generationId, fresh).finally(() => this.inFlight.delete(generationId));
+      work = fn()
+        .catch((err) => (this.log.error('upload step failed', { generation_id: generationId, error: err }), 'failed' as const))
+        .finally(() => this.inFlight.delete(generationId));
       this.inFlight.set(generationId, work);
     }
     return work;
   }
 
-  private async upload(generationId: string, fresh?: GenerationRecord): Promise<UploadOutcome> {
-    const record = fresh ?? (await this.db.asService((tx) => repo.findGeneration(tx, generationId)));
-    if (!record || record.uploadStatus === 'uploaded') return 'skipped';
-    const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey };
+  /** One claimed row, start to finish. The outcome is in the rows and the log. */
+  private async process(claim: Claim): Promise<UploadOutcome> {
+    const record = await this.db.asService((tx) => repo.findGeneration(tx, claim.generationId));
+    if (!record) return 'skipped'; // deleted: the outbox row went with it
+    if (record.uploadStatus === 'uploaded') {
+      await this.db.asService((tx) => outbox.remove(tx, record.id));
+      return 'skipped';
+    }
+    const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey, attempt: claim.attempts };
     try {
-      const bytes = await this.local.localArchive(record);
-      if (!bytes) throw new Error('no local copy to upload');
-      await this.cloud.upload(record.storageKey, bytes);
-      await this.verify(record);
-      if (!(await this.db.asService((tx) => repo.markUploaded(tx, record.id)))) {
+      if (record.archiveSha256 !== claim.archiveSha256) throw new Error('outbox row does not hold this generation\'s archive');
+      // A retry may follow an upload that landed although its reply (or the commit after it) was lost.
+      const landed = claim.attempts > 1 && (await this.bucketHolds(record));
+      if (!landed) {
+        await this.cloud.upload(record.storageKey, await this.bytesOf(record));
+        if (!(await this.bucketHolds(record))) throw new Error('verification failed: the bucket does not hold the recorded archive');
+      }
+      const marked = await this.db.asService(async (tx) => {
+        const ok = await repo.markUploaded(tx, record.id, record.archiveSha256);
+        await outbox.remove(tx, record.id);
+        return ok;
+      });
+      if (!marked) {
         // Deleted while we were uploading: the delete may have run before our upload landed. Take it back.
         await this.cloud.remove([record.storageKey]);
         this.log.info('generation deleted during its upload; object removed', fields);
         return 'skipped';
       }
-      this.log.info('upload verified', { ...fields, bytes: bytes.byteLength, attempts: record.uploadAttempts + 1 });
+      this.log.info(landed ? 'upload found verified in the bucket' : 'upload verified', { ...fields, bytes: record.archiveSizeBytes });
       return 'uploaded';
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      // Too large for the bucket: no retry will ever change that.
+      // Too large for the bucket: retrying soon changes nothing. The bytes stay in the outbox, so nothing is lost.
       const permanent = err instanceof AppError && err.code === ErrorCode.PayloadTooLarge;
-      await this.db.asService((tx) => repo.markUploadFailed(tx, record.id, permanent ? `${PERMANENT}${message}` : message, permanent ? 'lost' : 'failed')).catch(() => {});
-      this.log.warn('upload failed', { ...fields, attempts: record.uploadAttempts + 1, error: message });
+      const next = new Date(this.now() + (permanent ? PERMANENT_BACKOFF_MS : backoffMs(claim.attempts)));
+      const error = permanent ? `${PERMANENT}${message}` : message;
+      await this.db
+        .asService(async (tx) => {
+          await outbox.release(tx, record.id, this.owner, error, next);
+          await repo.markUploadFailed(tx, record.id, error);
+        })
+        .catch((e) => this.log.error('could not record a failed upload; its lease will expire', { ...fields, error: e }));
+      this.log.warn('upload failed', { ...fields, error: message, next_attempt_at: next.toISOString() });
       return 'failed';
     }
   }
 
-  /** The bucket's copy, downloaded back, must be the archive we recorded. */
-  private async verify(record: GenerationRecord): Promise<void> {
-    const back = await this.cloud.download(record.storageKey);
-    if (back.byteLength !== record.archiveSizeBytes || sha256Hex(back) !== record.archiveSha256) {
-      throw new Error(`verification failed: the bucket holds ${back.byteLength} bytes with another sha256`);
+  /** The archive's exact bytes: this host's local copy if it verifies, else the outbox's if they do. */
+  private async bytesOf(record: GenerationRecord): Promise<Uint8Array> {
+    const local = await this.local.verifiedLocalArchive(record);
+    if (local) return local;
+    const staged = await this.db.asService((tx) => outbox.stagedBytes(tx, record.id));
+    if (!staged) throw new Error('no copy to upload: not in the outbox, not on this host');
+    if (sha256Hex(staged.bytes) !== record.archiveSha256) {
+      this.log.error('outbox bytes fail their sha256; not uploaded', { generation_id: record.id });
+      throw new Error('outbox bytes fail their sha256');
     }
+    return staged.bytes;
+  }
+
+  /** Whether the bucket's object is there and is exactly the recorded archive (downloaded back and hashed). */
+  private async bucketHolds(record: GenerationRecord): Promise<boolean> {
+    let back: Uint8Array;
+    try {
+      back = await this.cloud.download(record.storageKey);
+    } catch (err) {
+      if (err instanceof AppError && err.code === ErrorCode.CloudNotFound) return false;
+      throw err;
+    }
+    return back.byteLength === record.archiveSizeBytes && sha256Hex(back) === record.archiveSha256;
   }
 
   private pump(): void {
     while (this.running < this.opts.concurrency && this.waiting.length > 0) {
       const id = this.waiting.shift()!;
       this.running++;
-      const work = this.uploadOne(id, this.queued.get(id)).finally(() => {
+      const work = this.uploadOne(id).finally(() => {
         this.running--;
         this.queued.delete(id);
         if (!this.stopped) this.pump();
