@@ -68,7 +68,10 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
-/** The generations app in process, on a fresh PGlite (or the database given) and a temp STORAGE_PATH (or the one in env). */
+/**
+ * The generations app in process, on a fresh PGlite (or the database given, which the caller keeps and closes) and a
+ * temp STORAGE_PATH (or the one in env). Two contexts on one database are two hosts with separate disks.
+ */
 export async function appContext(env: Env = {}, database?: Database, wiring: WiringOptions = {}): Promise<AppContext> {
   const dir = tempDir();
   const config = loadConfig({
@@ -92,7 +95,7 @@ export async function appContext(env: Env = {}, database?: Database, wiring: Wir
     ...built,
     close: async () => {
       await built.uploads?.stop();
-      await db.close();
+      if (!database) await db.close();
       dir.remove();
     },
   };
