@@ -1,9 +1,17 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { AppError, ErrorCode, unauthorized } from '../errors.ts';
+import { jsonProblem } from '../json-safety.ts';
+import type { JwtClaims } from '../db/database.ts';
 import type { Principal } from './principal.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Longer tokens are refused before any decoding or hashing (Node's own header limit is 16 KB in all). */
+export const MAX_TOKEN_CHARS = 32 * 1024;
+/** The claims as serialised into Postgres's `request.jwt.claims`, in UTF-8 bytes. */
+export const MAX_CLAIMS_BYTES = 16 * 1024;
+/** The audience Supabase Auth gives its access tokens, and the one this API identifies itself by. */
+export const AUDIENCE = 'authenticated';
 
 export interface VerifierOptions {
   /** Legacy HS256 project JWT secret. */
@@ -20,6 +28,9 @@ export type Authenticate = (authorization: string | undefined) => Promise<Princi
  * Turns `Authorization: Bearer <token>` into a Principal, or throws 401. A Supabase user token
  * (`role: authenticated`, uuid `sub`) is a user; `role: service_role`, or the configured service key itself,
  * is the backend. Anything else — anon key, expired, forged, wrong secret — is 401, with no detail that helps forging.
+ * Every signed token must carry `exp`, and an `aud` that includes `authenticated` (required for users; service_role
+ * tokens, which Supabase issues without one, may omit it). Its claims must be safe to hand to Postgres (see
+ * `claimsProblem`). A malformed header or claim is a 401 `unauthorized` like any other bad token, never a 500.
  */
 export function createAuthenticator(opts: VerifierOptions): Authenticate {
   // Both may be set: a project moving to asymmetric keys still has users holding HS256 (legacy secret) tokens.
@@ -27,13 +38,15 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
   const secret = opts.jwtSecret ? new TextEncoder().encode(opts.jwtSecret) : undefined;
   if (!jwks && !secret) throw new Error('[auth] a JWT secret or a JWKS URL is required');
   const keyFor = (token: string): Uint8Array | JWTVerifyGetKey | undefined => {
-    let alg: string | undefined;
+    let header;
     try {
-      alg = decodeProtectedHeader(token).alg;
+      header = decodeProtectedHeader(token);
     } catch {
       return undefined;
     }
-    return alg?.startsWith('HS') ? secret : jwks;
+    // The header is the caller's JSON, read before any signature check: `alg: 123` must not reach a string method.
+    if (typeof header.alg !== 'string' || (header.kid !== undefined && typeof header.kid !== 'string')) return undefined;
+    return header.alg.startsWith('HS') ? secret : jwks;
   };
   const serviceKey = opts.serviceKey ? new TextEncoder().encode(opts.serviceKey) : undefined;
 
@@ -41,6 +54,7 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     if (!m) throw unauthorized('missing or malformed Authorization header: expected "Bearer <token>"');
     const token = m[1]!;
+    if (token.length > MAX_TOKEN_CHARS) throw unauthorized(`invalid token: longer than ${MAX_TOKEN_CHARS} characters`);
     if (serviceKey && constantTimeEqual(new TextEncoder().encode(token), serviceKey)) {
       return { kind: 'service', claims: { role: 'service_role' } };
     }
@@ -54,12 +68,38 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
       if (keySetUnreachable(err)) throw new AppError(ErrorCode.AuthUnavailable, 503, 'cannot verify tokens right now: the signing keys are unreachable', { cause: err });
       throw unauthorized('invalid token');
     }
+    const problem = claimsProblem(payload);
+    if (problem) throw unauthorized(`invalid token: ${problem}`);
     if (payload.role === 'service_role') return { kind: 'service', claims: payload };
     if (payload.role === 'authenticated' && typeof payload.sub === 'string' && UUID.test(payload.sub)) {
+      // Supabase Auth always sets it; a user token without one was not issued for this API.
+      if (payload.aud === undefined) throw unauthorized(`invalid token: a user token needs an audience (aud) of "${AUDIENCE}"`);
       return { kind: 'user', userId: payload.sub.toLowerCase(), claims: { ...payload, sub: payload.sub.toLowerCase() } };
     }
     throw unauthorized('token does not identify a signed-in user');
   };
+}
+
+/**
+ * Why verified claims cannot be accepted, or undefined when they can: no `exp` (RFC 7519 leaves it optional; without
+ * it a token would be valid forever), an `aud` present but not naming us, or claims that would break Postgres once
+ * serialised into `request.jwt.claims` — NUL or unpaired surrogates in a key or value, nesting deeper than
+ * json-safety's bound, or more than MAX_CLAIMS_BYTES.
+ */
+export function claimsProblem(claims: JwtClaims): string | undefined {
+  if (typeof claims.exp !== 'number') return 'it has no expiry (exp)';
+  if (claims.aud !== undefined && !audienceIncludes(claims.aud, AUDIENCE)) return `its audience (aud) does not include "${AUDIENCE}"`;
+  // Depth first: it is bounded recursion, so the serialisation below never meets a 5,000-deep claim.
+  const problem = jsonProblem(claims);
+  if (problem) return `its claims are not acceptable: ${problem}`;
+  if (new TextEncoder().encode(JSON.stringify(claims)).byteLength > MAX_CLAIMS_BYTES) return `its claims are larger than ${MAX_CLAIMS_BYTES} bytes`;
+  return undefined;
+}
+
+/** RFC 7519 §4.1.3: `aud` is one string or an array of strings, and must name the recipient. */
+function audienceIncludes(aud: unknown, audience: string): boolean {
+  if (typeof aud === 'string') return aud === audience;
+  return Array.isArray(aud) && aud.every((a) => typeof a === 'string') && aud.includes(audience);
 }
 
 function constantTimeEqual(a: Uint8Array, b: Uint8Array) {
