@@ -37,12 +37,46 @@ describe.skipIf(!url)('pg_cron maintenance schedule (PostgreSQL 15)', () => {
     await db?.close();
   });
 
-  it('schedules maintenance every 6 hours and a daily cron-log cleanup', async () => {
+  it('schedules maintenance every 6 hours, the outbox drain every minute, and a daily cron-log cleanup', async () => {
     const jobs = await sql`select jobname, schedule from cron.job where jobname like 'codebegen-storage-%' order by jobname`;
     expect(jobs.map((j) => [j.jobname, j.schedule])).toEqual([
       ['codebegen-storage-cron-log-cleanup', '17 3 * * *'],
+      ['codebegen-storage-drain', '* * * * *'],
       ['codebegen-storage-maintenance', '0 */6 * * *'],
     ]);
+  });
+
+  it('calls storage-maintenance/drain only when an outbox row is due: not when empty, leased or backing off', async () => {
+    await sql`insert into vault.decrypted_secrets values ('project_url', 'https://ref.supabase.test'), ('codebegen_service_key', 'sb_secret_from_vault')
+              on conflict (name) do update set decrypted_secret = excluded.decrypted_secret`;
+    const [job] = await sql`select command from cron.job where jobname = 'codebegen-storage-drain'`;
+    const run = async () => {
+      await sql`truncate net._test_requests`;
+      await sql.unsafe(job!.command as string);
+      return sql`select url, headers, body, timeout_milliseconds from net._test_requests`;
+    };
+    await sql`delete from codebegen_private.upload_outbox`;
+    expect(await run()).toHaveLength(0);
+
+    const [project, generation] = [crypto.randomUUID(), crypto.randomUUID()];
+    await sql`insert into public.projects (id, owner_id) values (${project}, ${crypto.randomUUID()})`;
+    await sql`insert into public.generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes, archive_sha256, content_sha256, manifest, storage_key, upload_status)
+              select ${generation}, id, owner_id, 1, 1, 1, 1, repeat('a', 64), repeat('b', 64), '{}', id::text || '/generations/v1__' || ${generation} || '.tar.gz', 'pending' from public.projects where id = ${project}`;
+    await sql`insert into codebegen_private.upload_outbox (generation_id, archive, archive_sha256, next_attempt_at) values (${generation}, '\\x00', repeat('a', 64), now() + interval '1 minute')`;
+    expect(await run()).toHaveLength(0); // backing off
+    await sql`update codebegen_private.upload_outbox set next_attempt_at = now(), lease_owner = 'x', lease_expires_at = now() + interval '5 minutes'`;
+    expect(await run()).toHaveLength(0); // a drainer holds it
+    await sql`update codebegen_private.upload_outbox set lease_expires_at = now() - interval '1 second'`;
+    const sent = await run(); // the lease expired: due
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({
+      url: 'https://ref.supabase.test/functions/v1/storage-maintenance/drain',
+      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer sb_secret_from_vault' },
+      body: { source: 'pg_cron' },
+      timeout_milliseconds: 150000,
+    });
+    await sql`delete from public.generations where id = ${generation}`;
+    expect(await run()).toHaveLength(0); // the outbox row went with its generation
   });
 
   it("runs a command that POSTs to the storage-maintenance function with the Vault's URL and service key", async () => {

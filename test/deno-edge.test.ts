@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase } from '../functions/_shared/db/database.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
@@ -106,6 +107,45 @@ describe.skipIf(!ready)('edge entries under Deno', () => {
     const direct = await fetch(`${fn.base}/generations/${saved.generation_id}/download`, { headers: A });
     expect(sha256(new Uint8Array(await direct.arrayBuffer()))).toBe(saved.sha256);
     expect((await fetch(`${fn.base}/generations/${saved.generation_id}`, { headers: { authorization: `Bearer ${await userToken(randomUUID())}` } })).status).toBe(404);
+  }, 120_000);
+
+  it('keeps a save through a Storage outage, a killed worker and a wiped /tmp: a fresh worker drains it, byte-identical', async () => {
+    // each worker gets /tmp folders of its own, as on Supabase
+    const tmp = (name: string) => ({ STORAGE_PATH: join(dir.path, name, 'projects'), CACHE_PATH: join(dir.path, name, 'cache') });
+    const first = await startEntry('functions/generations/index.ts', { ...env, ...tmp('worker-1') });
+    entries.push(first.child);
+    const A = { authorization: `Bearer ${await userToken(randomUUID())}` };
+    standIn.faults.failNext(100_000, 503); // longer than every in-call retry
+    const res = await fetch(`${first.base}/generations`, { method: 'POST', headers: { ...A, 'content-type': 'application/json' }, body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(6, 'outage') }) });
+    expect(res.status, first.output()).toBe(201);
+    const saved = (await res.json()) as { generation_id: string; sha256: string };
+    const sql = postgres(scratch.url, { max: 1, onnotice: () => {} });
+    try {
+      const status = async () => (await sql`select upload_status from generations where id = ${saved.generation_id}`)[0]!.upload_status as string;
+      for (let i = 0; i < 200 && (await status()) === 'pending'; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await status(), first.output()).toBe('failed');
+      first.child.kill('SIGKILL');
+      rmSync(join(dir.path, 'worker-1'), { recursive: true, force: true });
+      standIn.faults.clear();
+      // the backoff is over (a minute later, when pg_cron calls the drain)
+      await sql`update codebegen_private.upload_outbox set next_attempt_at = now() where generation_id = ${saved.generation_id}`;
+
+      const maintenance = await startEntry('functions/storage-maintenance/index.ts', { ...env, ...tmp('worker-2') });
+      entries.push(maintenance.child);
+      const S = { authorization: `Bearer ${await serviceToken()}` };
+      const drained = await fetch(`${maintenance.base}/storage-maintenance/drain`, { method: 'POST', headers: S });
+      expect(drained.status, maintenance.output()).toBe(200);
+      expect(await drained.json()).toMatchObject({ uploaded: 1, failed: 0, backlog: { rows: 0 } });
+      expect(await status()).toBe('uploaded');
+
+      const fresh = await startEntry('functions/generations/index.ts', { ...env, ...tmp('worker-3') });
+      entries.push(fresh.child);
+      const back = await fetch(`${fresh.base}/generations/${saved.generation_id}/download`, { headers: A });
+      expect(back.status, fresh.output()).toBe(200);
+      expect(sha256(new Uint8Array(await back.arrayBuffer()))).toBe(saved.sha256);
+    } finally {
+      await sql.end();
+    }
   }, 120_000);
 
   it('runs storage-maintenance once for the service key, and refuses anyone else', async () => {

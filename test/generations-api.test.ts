@@ -306,7 +306,7 @@ describe('health, OpenAPI, CORS and unknown routes', () => {
   it('reports health without a token', async () => {
     const res = await req('/health');
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok', db: { ok: true }, storage: { ok: true }, cloud: { enabled: false, ok: null } });
+    expect(await res.json()).toEqual({ status: 'ok', db: { ok: true }, storage: { ok: true }, cloud: { enabled: false, ok: null }, outbox: null });
   });
 
   it('serves an OpenAPI document built from the schemas', async () => {
