@@ -1,12 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase } from '../functions/_shared/db/database.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
-import { freePort, JWT_SECRET, migrateAll, sampleFiles, serviceToken, tempDir, userToken } from './helpers/context.ts';
+import { JWT_SECRET, migrateAll, sampleFiles, serviceToken, tempDir, userToken } from './helpers/context.ts';
+import { denoAvailable, startEntry } from './helpers/deno-entry.ts';
 import { scratchDatabase } from './helpers/scratch-db.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
@@ -14,34 +15,10 @@ import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 // loopback against real PostgreSQL 15 and the Storage stand-in: save, get, download, then maintenance once.
 
 const adminUrl = inject('databaseUrl');
-const deno = 'node_modules/.bin/deno';
-const ready = Boolean(adminUrl) && existsSync(deno);
+const ready = Boolean(adminUrl) && denoAvailable();
 if (!ready) console.warn('\n!!! test/deno-edge.test.ts SKIPPED: needs PostgreSQL (see test/global-setup.ts) and the npm `deno` package !!!\n');
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function startEntry(entry: string, env: Record<string, string>): Promise<{ child: ChildProcess; base: string; output: () => string }> {
-  const port = await freePort();
-  let output = '';
-  const child = spawn(deno, ['run', '-A', '--node-modules-dir=none', '--config', 'deno.json', entry], {
-    env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1', PORT: String(port), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) break;
-    try {
-      await fetch(base);
-      return { child, base, output: () => output };
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error(`${entry} did not start under Deno:\n${output}`);
-}
 
 describe.skipIf(!ready)('edge entries under Deno', () => {
   const dir = tempDir();

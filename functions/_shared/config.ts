@@ -51,6 +51,7 @@ const schema = z.object({
   USE_CLOUD_STORAGE: bool(false),
   UPLOAD_CONCURRENCY: int(4, 1, 64),
   UPLOAD_RETRY_SECONDS: int(60, 1, 24 * 3600),
+  OUTBOX_LEASE_SECONDS: int(60, 2, 3600),
   CACHE_TTL_HOURS: int(2, 0, 24 * 365),
   AUTO_CLEANUP_ENABLED: bool(false),
   CLEANUP_INTERVAL_HOURS: int(6, 1, 24 * 30),
@@ -76,8 +77,11 @@ export type Config = {
   databaseUrl?: string;
   supabase: { url?: string; serviceKey?: string; bucket: string };
   useCloudStorage: boolean;
-  /** Background uploads at once, and how often failed or pending ones are tried again (Node). */
-  uploads: { concurrency: number; retrySeconds: number };
+  /**
+   * Background uploads at once, how often failed or pending ones are tried again (Node), and how long a drainer's
+   * claim on an outbox row lasts unless renewed (it is renewed while the upload runs; a dead drainer's expires).
+   */
+  uploads: { concurrency: number; retrySeconds: number; leaseSeconds: number };
   auth: { jwtSecret?: string; jwksUrl?: string; downloadTokenSecret?: string };
   cacheTtlHours: number;
   autoCleanupEnabled: boolean;
@@ -136,7 +140,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl: e.DATABASE_URL,
     supabase: { url: e.SUPABASE_URL?.replace(/\/+$/, ''), serviceKey, bucket: e.SUPABASE_BUCKET },
     useCloudStorage: e.USE_CLOUD_STORAGE,
-    uploads: { concurrency: e.UPLOAD_CONCURRENCY, retrySeconds: e.UPLOAD_RETRY_SECONDS },
+    uploads: { concurrency: e.UPLOAD_CONCURRENCY, retrySeconds: e.UPLOAD_RETRY_SECONDS, leaseSeconds: e.OUTBOX_LEASE_SECONDS },
     auth: { jwtSecret: e.SUPABASE_JWT_SECRET, jwksUrl: e.SUPABASE_JWKS_URL, downloadTokenSecret: e.DOWNLOAD_TOKEN_SECRET },
     cacheTtlHours: e.CACHE_TTL_HOURS,
     autoCleanupEnabled: e.AUTO_CLEANUP_ENABLED,

@@ -40,7 +40,13 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   if (config.useCloudStorage) {
     const { url, serviceKey, bucket } = config.supabase;
     cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits), timeoutMs: opts.cloudTimeoutMs }, log, opts.cloudRetry);
-    uploads = new UploadQueue(db, localStorage, cloud, log, { concurrency: config.uploads.concurrency, lostAfterMs: 3600_000, keepAlive: opts.keepAlive, now: opts.now });
+    uploads = new UploadQueue(db, localStorage, cloud, log, {
+      concurrency: config.uploads.concurrency,
+      lostAfterMs: 3600_000,
+      leaseMs: config.uploads.leaseSeconds * 1000,
+      keepAlive: opts.keepAlive,
+      now: opts.now,
+    });
     storage = new HybridGenerationStorage(db, localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,
       unpackLimits: { maxEntries: config.limits.maxFiles * 2 + 16, maxFileBytes: config.limits.maxFileBytes + config.limits.maxMetadataBytes + 1024 * 1024, maxTotalBytes: config.limits.maxGenerationBytes * 2 },

@@ -60,6 +60,15 @@ export async function claimOne(tx: Tx, generationId: string, owner: string, now:
   return rows[0] && toClaim(rows[0]);
 }
 
+/** Extends this drainer's claim while its upload runs; a claim another drainer took over is left alone. */
+export async function renew(tx: Tx, generationId: string, owner: string, now: Date, leaseMs: number): Promise<void> {
+  await tx.query(
+    `update codebegen_private.upload_outbox set lease_expires_at = $3::timestamptz + make_interval(secs => $4::float8 / 1000)
+     where generation_id = $1::uuid and lease_owner = $2`,
+    [generationId, owner, now.toISOString(), leaseMs],
+  );
+}
+
 /** Claims up to `limit` due rows, oldest due first; rows other drainers are claiming right now are skipped. */
 export async function claimDue(tx: Tx, owner: string, now: Date, leaseMs: number, limit: number): Promise<Claim[]> {
   const rows = await tx.query<ClaimRow>(

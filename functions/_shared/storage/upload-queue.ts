@@ -15,8 +15,8 @@ export interface UploadQueueOptions {
   concurrency: number;
   /** A row with no copy anywhere we can find, untouched this long (so not a save under way), is marked lost. */
   lostAfterMs: number;
-  /** How long a claim on an outbox row holds before another drainer may take it over. */
-  leaseMs?: number;
+  /** How long a claim on an outbox row holds unless renewed (every third of it while the upload runs). */
+  leaseMs: number;
   now?: () => number;
   /**
    * Keeps the runtime alive while background work runs: `EdgeRuntime.waitUntil` on Supabase Edge, where a
@@ -56,7 +56,6 @@ export interface TriageReport {
 /** Marks an upload error no retry will fix soon (kept in upload_error): retried only every PERMANENT_BACKOFF_MS. */
 const PERMANENT = 'permanent: ';
 const PERMANENT_BACKOFF_MS = 6 * 3600_000;
-const DEFAULT_LEASE_MS = 10 * 60_000;
 
 /** Exponential backoff between attempts at one row: 10 s, 20 s, … at most 5 minutes. */
 export function backoffMs(attempts: number): number {
@@ -97,7 +96,7 @@ export class UploadQueue {
   }
 
   private get leaseMs(): number {
-    return this.opts.leaseMs ?? DEFAULT_LEASE_MS;
+    return this.opts.leaseMs;
   }
 
   /** Queues a generation's upload (once, however often it is asked). */
@@ -230,6 +229,10 @@ export class UploadQueue {
       return 'skipped';
     }
     const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey, attempt: claim.attempts };
+    // Renewed while the upload runs, so a short lease only ever expires for a drainer that died.
+    const renewal = setInterval(() => {
+      void this.db.asService((tx) => outbox.renew(tx, record.id, this.owner, new Date(this.now()), this.leaseMs)).catch(() => {});
+    }, Math.max(500, this.leaseMs / 3));
     try {
       if (record.archiveSha256 !== claim.archiveSha256) throw new Error('outbox row does not hold this generation\'s archive');
       // A retry may follow an upload that landed although its reply (or the commit after it) was lost.
@@ -265,6 +268,8 @@ export class UploadQueue {
         .catch((e) => this.log.error('could not record a failed upload; its lease will expire', { ...fields, error: e }));
       this.log.warn('upload failed', { ...fields, error: message, next_attempt_at: next.toISOString() });
       return 'failed';
+    } finally {
+      clearInterval(renewal);
     }
   }
 
