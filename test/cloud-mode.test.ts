@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -226,13 +226,43 @@ describe('cloud enabled', () => {
       await ctx.uploads!.idle();
       expect((await row(g.generation_id))[0]!.upload_attempts).toBe(1);
       // an operator raises the limit: the next try after the long backoff uploads the bytes kept all along
-      await setLimit(104_857_600);
+      await setLimit(52_428_800);
       ctx.clock.offset += 6 * 3600_000;
       await ctx.uploads!.resume();
       await ctx.uploads!.idle();
       expect((await row(g.generation_id))[0]).toMatchObject({ upload_status: 'uploaded', upload_attempts: 2 });
     } finally {
-      await setLimit(104_857_600);
+      await setLimit(52_428_800);
+    }
+  });
+
+  it('refuses at save, with 413 and nothing written, an archive over Storage\'s upload limit (STORAGE_UPLOAD_LIMIT_BYTES)', async () => {
+    const small = await appContext(
+      { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey, STORAGE_UPLOAD_LIMIT_BYTES: '4096' },
+      undefined,
+      { cloudRetry: FAST_RETRY },
+    );
+    try {
+      const project = randomUUID();
+      const res = await small.app.request('http://storage.test/generations', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ project_id: project, files: { 'data.txt': randomBytes(6000).toString('base64') } }),
+      });
+      expect(res.status).toBe(413);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('payload_too_large');
+      expect(body.error.message).toMatch(/over the 4096 bytes Supabase Storage takes per object \(STORAGE_UPLOAD_LIMIT_BYTES\)/);
+      expect(existsSync(join(small.config.storagePath, project))).toBe(false);
+      expect(await small.db.asService((tx) => tx.query('select 1 from generations'))).toEqual([]);
+      // a smaller one still fits
+      expect((await small.app.request('http://storage.test/generations', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ project_id: project, files: sampleFiles(3) }),
+      })).status).toBe(201);
+    } finally {
+      await small.close();
     }
   });
 

@@ -45,6 +45,8 @@ const schema = z.object({
   SUPABASE_SERVICE_KEY: optionalString,
   SUPABASE_SERVICE_ROLE_KEY: optionalString,
   SUPABASE_BUCKET: optionalString.transform((v) => v ?? 'codebegen-projects'),
+  // Supabase's per-project upload limit (Storage settings; 50 MB on the Free plan): no object may be larger.
+  STORAGE_UPLOAD_LIMIT_BYTES: int(52_428_800, 1024, 2 ** 40),
   SUPABASE_JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   SUPABASE_JWKS_URL: optionalUrl,
   DOWNLOAD_TOKEN_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
@@ -75,7 +77,8 @@ export type Config = {
   cachePath: string;
   pgliteDataDir: string;
   databaseUrl?: string;
-  supabase: { url?: string; serviceKey?: string; bucket: string };
+  /** `uploadLimitBytes`: the largest object Supabase Storage takes (the project's global upload limit). */
+  supabase: { url?: string; serviceKey?: string; bucket: string; uploadLimitBytes: number };
   useCloudStorage: boolean;
   /**
    * Background uploads at once, how often failed or pending ones are tried again (Node), and how long a drainer's
@@ -138,7 +141,7 @@ export function loadConfig(env: Env): Config {
     cachePath: e.CACHE_PATH,
     pgliteDataDir: e.PGLITE_DATA_DIR,
     databaseUrl: e.DATABASE_URL,
-    supabase: { url: e.SUPABASE_URL?.replace(/\/+$/, ''), serviceKey, bucket: e.SUPABASE_BUCKET },
+    supabase: { url: e.SUPABASE_URL?.replace(/\/+$/, ''), serviceKey, bucket: e.SUPABASE_BUCKET, uploadLimitBytes: e.STORAGE_UPLOAD_LIMIT_BYTES },
     useCloudStorage: e.USE_CLOUD_STORAGE,
     uploads: { concurrency: e.UPLOAD_CONCURRENCY, retrySeconds: e.UPLOAD_RETRY_SECONDS, leaseSeconds: e.OUTBOX_LEASE_SECONDS },
     auth: { jwtSecret: e.SUPABASE_JWT_SECRET, jwksUrl: e.SUPABASE_JWKS_URL, downloadTokenSecret: e.DOWNLOAD_TOKEN_SECRET },

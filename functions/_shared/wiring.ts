@@ -11,7 +11,7 @@ import { LocalStore } from './stores/local-store.ts';
 import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
 import { HybridGenerationStorage } from './storage/hybrid-storage.ts';
 import { EDGE_DRAIN_BUDGET, UploadQueue } from './storage/upload-queue.ts';
-import { bucketSizeLimit, SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
+import { SupabaseCloudStore, type CloudStore, type RetryPolicy } from './stores/cloud-store.ts';
 
 /**
  * The composition root shared by every host (Node server, edge entries, tests): the one place that picks the
@@ -39,7 +39,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   let uploads: UploadQueue | undefined;
   if (config.useCloudStorage) {
     const { url, serviceKey, bucket } = config.supabase;
-    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits), timeoutMs: opts.cloudTimeoutMs }, log, opts.cloudRetry);
+    cloud = new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: config.supabase.uploadLimitBytes, timeoutMs: opts.cloudTimeoutMs }, log, opts.cloudRetry);
     uploads = new UploadQueue(db, localStorage, cloud, log, {
       concurrency: config.uploads.concurrency,
       lostAfterMs: 3600_000,
@@ -57,7 +57,8 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     db,
     local,
     storage,
-    limits: config.limits,
+    // With cloud on, no archive may be larger than Storage accepts: refused at save, not failed forever later.
+    limits: config.useCloudStorage ? { ...config.limits, maxArchiveBytes: config.supabase.uploadLimitBytes } : config.limits,
     log,
     now: opts.now && (() => new Date(opts.now!())),
   });

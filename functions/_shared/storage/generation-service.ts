@@ -18,6 +18,8 @@ export interface Limits {
   maxFileBytes: number;
   maxGenerationBytes: number;
   maxMetadataBytes: number;
+  /** Cloud on: Storage's upload limit, which the archive itself must fit. */
+  maxArchiveBytes?: number;
 }
 
 export interface SaveInput {
@@ -108,6 +110,9 @@ export class GenerationService {
         const createdAt = this.now();
         const manifest = buildManifest({ generationId, projectId: input.projectId, version, createdAt, files, metadata });
         const archive = await packGeneration(manifest, files);
+        if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
+          throw tooLarge(`archive: ${archive.bytes.byteLength} bytes packed, over the ${limits.maxArchiveBytes} bytes Supabase Storage takes per object (STORAGE_UPLOAD_LIMIT_BYTES)`);
+        }
         const record = await repo.insertGeneration(tx, {
           id: generationId,
           projectId: input.projectId,

@@ -21,11 +21,6 @@ export interface CloudStore {
   listKeys(): Promise<string[]>;
 }
 
-/** The bucket's per-object limit: a full-size generation's archive is a little larger than its files. */
-export function bucketSizeLimit(limits: { maxGenerationBytes: number; maxFiles: number; maxMetadataBytes: number }): number {
-  return Math.max(104_857_600, limits.maxGenerationBytes + limits.maxFiles * 4096 + limits.maxMetadataBytes + 1_048_576);
-}
-
 export interface RetryPolicy {
   retries: number;
   minTimeoutMs: number;
