@@ -12,7 +12,8 @@ import { parseCliArgs, USAGE, type CliOptions } from '../functions/_shared/migra
 import { emptyMapping, MappingError, parseMapping, type OwnerMapping } from '../functions/_shared/migration/owner-mapping.ts';
 import { formatSummary, hasFailures, writeReport } from '../functions/_shared/migration/report.ts';
 import { isInsideReal, runMigration, type MigrationProgress } from '../functions/_shared/migration/runner.ts';
-import { bucketSizeLimit, SupabaseCloudStore } from '../functions/_shared/stores/cloud-store.ts';
+import { SupabaseCloudStore } from '../functions/_shared/stores/cloud-store.ts';
+import { openLocked } from './data-dir-lock.ts';
 import { loadDotEnv } from './local-env.ts';
 import { openDatabase } from './node-host.ts';
 
@@ -48,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
   const progress = createProgress();
   const log = createLogger(level, (line) => progress.log(line));
   const db = opts.dryRun ? await openForReading(config) : await openDatabase(config, log);
-  const cloud = opts.dryRun ? undefined : new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: bucketSizeLimit(config.limits) }, log);
+  const cloud = opts.dryRun ? undefined : new SupabaseCloudStore({ url: url!, serviceKey: serviceKey!, bucket, fileSizeLimit: config.supabase.uploadLimitBytes }, log);
 
   const abort = new AbortController();
   const onSigint = () => {
@@ -112,11 +113,13 @@ async function loadMapping(opts: CliOptions): Promise<OwnerMapping> {
 
 /**
  * The dry run only reads: it opens the database without applying migrations, and not at all when the embedded
- * one has never been created. Without a database it cannot tell what is already uploaded.
+ * one has never been created. Without a database it cannot tell what is already uploaded. The embedded one is
+ * locked all the same (opening and closing PGlite writes to it): a running server makes this stop at once.
  */
 async function openForReading(config: Config): Promise<Database | undefined> {
   if (!config.databaseUrl && !existsSync(config.pgliteDataDir)) return undefined;
-  const db = createDatabase(config.databaseUrl ? openPostgres(config.databaseUrl) : await openPGlite(config.pgliteDataDir));
+  const dataDir = config.pgliteDataDir;
+  const db = createDatabase(config.databaseUrl ? openPostgres(config.databaseUrl) : await openLocked(dataDir, () => openPGlite(dataDir)));
   try {
     await db.asService((tx) => tx.query('select 1 from public.generations limit 1'));
     return db;

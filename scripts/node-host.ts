@@ -1,6 +1,7 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
@@ -14,17 +15,26 @@ import { createLogger, type Logger } from '../functions/_shared/log.ts';
 import { AppError, ErrorCode } from '../functions/_shared/errors.ts';
 import { routeNotFound } from '../functions/_shared/http/error-handling.ts';
 import { buildApps, type WiringOptions } from '../functions/_shared/wiring.ts';
+import { openLocked } from './data-dir-lock.ts';
 import { resolveJwtSecret } from './local-env.ts';
 
 const repoPath = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
 
-/** Opens DATABASE_URL, or the embedded PGlite in `pgliteDataDir`, and applies pending migrations. */
+/**
+ * Opens DATABASE_URL, or the embedded PGlite in `pgliteDataDir`, and applies pending migrations. The embedded one
+ * is locked to this process first (a second one gets DataDirLockedError, nothing opened); close() releases it.
+ */
 export async function openDatabase(config: { databaseUrl?: string; pgliteDataDir: string }, log: Logger): Promise<Database> {
   let db: Database;
   if (config.databaseUrl) db = createDatabase(openPostgres(config.databaseUrl));
   else {
-    await mkdir(config.pgliteDataDir, { recursive: true });
-    db = createDatabase(await openPGlite(config.pgliteDataDir));
+    const dataDir = config.pgliteDataDir;
+    db = createDatabase(
+      await openLocked(dataDir, async () => {
+        await mkdir(dataDir, { recursive: true });
+        return openPGlite(dataDir);
+      }),
+    );
   }
   try {
     const applied = await migrate(db, await readMigrations(repoPath('supabase/migrations')), readFileSync(repoPath('supabase/bootstrap/plain-postgres.sql'), 'utf8'));
@@ -50,6 +60,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const jwksUrl = loaded.auth.jwksUrl ?? (loaded.supabase.url && supabaseJwksUrl(loaded.supabase.url));
   const config = { ...loaded, auth: { ...loaded.auth, jwksUrl } };
   const log = opts.log ?? createLogger(config.logLevel);
+  await ensurePortFree(config.port, config.host); // before anything is created or locked: a taken port costs nothing
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);
   const { app: generations, maintenanceApp, maintain, local, cloud, uploads } = buildApps(config, db, log, { jwtSecret: secret, ...opts.wiring });
@@ -84,8 +95,18 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   root.notFound(routeNotFound);
 
   const host = config.host;
-  const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: root.fetch, port: config.port, hostname: host }, () => resolve(s));
+  // Checked free at the start; still, another process may have taken it since.
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: root.fetch, port: config.port, hostname: host }, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  }).catch(async (err: unknown) => {
+    clearInterval(retryTimer);
+    await uploads?.stop();
+    await db.close();
+    throw listenError(err, config.port, host);
   });
   server.on('clientError', answerMalformed);
   const address = server.address();
@@ -121,6 +142,31 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
         log.info('server stopped');
       })()),
   };
+}
+
+/** The port (or host) cannot be listened on: a one-line message naming the setting to change. */
+export class ListenError extends Error {
+  override name = 'ListenError';
+}
+
+function listenError(err: unknown, port: number, host: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new ListenError(`[server] port ${port} on ${host} is already in use: stop what listens there, or set PORT to a free port`, { cause: err });
+  if (code === 'EACCES') return new ListenError(`[server] not allowed to listen on port ${port} (EACCES): set PORT to one above 1023`, { cause: err });
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new ListenError(`[server] cannot listen on ${host} (${code}): set HOST to an address of this machine`, { cause: err });
+  return err;
+}
+
+/** Binds host:port and lets go at once, so that a taken port stops the start before the database is touched. */
+async function ensurePortFree(port: number, host: string): Promise<void> {
+  if (port === 0) return; // any free port will do
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  }).catch((err: unknown) => {
+    throw listenError(err, port, host);
+  });
 }
 
 /**

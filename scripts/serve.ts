@@ -1,7 +1,8 @@
 // `npm start`: the generations API on Node, on the embedded default (PGlite + local disk) unless configured.
 import { ConfigError } from '../functions/_shared/config.ts';
+import { DataDirLockedError } from './data-dir-lock.ts';
 import { loadDotEnv } from './local-env.ts';
-import { startNodeServer } from './node-host.ts';
+import { ListenError, startNodeServer } from './node-host.ts';
 
 loadDotEnv();
 try {
@@ -30,6 +31,8 @@ try {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 } catch (err) {
-  console.error(err instanceof ConfigError ? err.message : err);
+  // What the person starting it can fix (a setting, a taken port, a data dir in use) is one line, no stack trace.
+  const fixable = err instanceof ConfigError || err instanceof ListenError || err instanceof DataDirLockedError;
+  console.error(fixable ? err.message : err);
   process.exit(1);
 }

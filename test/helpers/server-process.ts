@@ -30,6 +30,18 @@ export class ServerProcess {
     throw new Error(`server did not start:\n${this.output}`);
   }
 
+  /** Starts the server expecting it to refuse: resolves with its exit code; throws if it comes up instead. */
+  async startRefused(): Promise<number | null> {
+    try {
+      await this.start();
+    } catch {
+      if (this.child.exitCode === null && this.child.signalCode === null) await this.kill();
+      return this.exited();
+    }
+    await this.kill();
+    throw new Error(`the server started, but should have refused:\n${this.output}`);
+  }
+
   /** Resolves with the exit code once the process has ended. */
   exited(): Promise<number | null> {
     const child = this.child;
