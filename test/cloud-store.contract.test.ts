@@ -10,10 +10,12 @@ import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 // The CloudStore contract. By default it runs against the stand-in; set SUPABASE_URL and SUPABASE_SERVICE_KEY
 // (and SUPABASE_JWT_SECRET for the user-token cases) to run the very same cases against a real Storage API.
 // It works in its own bucket (CONTRACT_BUCKET, default codebegen-contract-tests) and removes what it wrote.
+// CONTRACT_GLOBAL_LIMIT is the project's global upload limit in bytes (default 52428800, Supabase Free's 50 MB).
 
 const realKey = process.env.SUPABASE_SERVICE_KEY ?? process.env.SUPABASE_SERVICE_ROLE_KEY;
 const real = process.env.SUPABASE_URL && realKey;
 const bucket = process.env.CONTRACT_BUCKET ?? 'codebegen-contract-tests';
+const globalLimit = Number(process.env.CONTRACT_GLOBAL_LIMIT ?? 52_428_800);
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 console.log(real ? `contract: against the real Storage API at ${process.env.SUPABASE_URL}` : 'contract: against the Storage stand-in (set SUPABASE_URL and SUPABASE_SERVICE_KEY for a real one)');
 
@@ -60,6 +62,19 @@ describe(`CloudStore contract (${real ? 'real Storage API' : 'stand-in'})`, () =
     const client = new StorageClient(`${url}/storage/v1`, { apikey: serviceKey, Authorization: `Bearer ${serviceKey}` });
     const { data } = await client.getBucket(bucket);
     expect(data?.public).toBe(false);
+  });
+
+  it("refuses a bucket limit above the project's global upload limit: 413 payload_too_large, not retried", async () => {
+    const overBucket = `${bucket}-over-limit`;
+    const over = new SupabaseCloudStore({ url, serviceKey, bucket: overBucket, fileSizeLimit: globalLimit + 1 }, memoryLogger(), { retries: 3, minTimeoutMs: 10, maxTimeoutMs: 50 });
+    const before = standIn?.requests.length ?? 0;
+    try {
+      expect(await rejection(over.ensureBucket())).toMatchObject({ status: 413, code: 'payload_too_large' });
+      if (standIn) expect(standIn.requests.slice(before).map((r) => r.method)).toEqual(['GET', 'POST']);
+    } finally {
+      // Only there if CONTRACT_GLOBAL_LIMIT understates the real project's limit.
+      await new StorageClient(`${url}/storage/v1`, { apikey: serviceKey, Authorization: `Bearer ${serviceKey}` }).deleteBucket(overBucket);
+    }
   });
 
   it('uploads, downloads identical bytes, and overwrites the same key', async () => {

@@ -12,7 +12,7 @@ let clock = Date.now();
 let standIn: StandIn;
 let service: StorageClient;
 
-const client = (key: string) => new StorageClient(`${standIn.url}/storage/v1`, { apikey: key, Authorization: `Bearer ${key}` });
+const client = (key: string, url = standIn.url) => new StorageClient(`${url}/storage/v1`, { apikey: key, Authorization: `Bearer ${key}` });
 const userToken = (sub: string) =>
   new SignJWT({ role: 'authenticated', sub })
     .setProtectedHeader({ alg: 'HS256' })
@@ -145,9 +145,11 @@ describe('signed URLs', () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('archive');
     expect(res.headers.get('content-type')).toBe('application/gzip');
-    expect(res.headers.get('content-disposition')).toBe(`attachment; filename=my%20gen.tar.gz; filename*=UTF-8''my%20gen.tar.gz;`);
-    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
-    expect(claims).toEqual({ url: 'gens/signed/file.tar.gz', iat: Math.floor(clock / 1000), exp: Math.floor(clock / 1000) + 60 });
+    // No trailing ';' since storage PR #735 (RFC 6266).
+    expect(res.headers.get('content-disposition')).toBe(`attachment; filename=my%20gen.tar.gz; filename*=UTF-8''my%20gen.tar.gz`);
+    const [header, claims] = token.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()));
+    expect(header).toEqual({ alg: 'HS256' });
+    expect(claims).toEqual({ url: 'gens/signed/file.tar.gz', scope: 'download', iat: Math.floor(clock / 1000), exp: Math.floor(clock / 1000) + 60 });
   });
 
   it('refuses an expired URL and a token for another key', async () => {
@@ -230,6 +232,259 @@ describe('a user token (role authenticated)', () => {
     } finally {
       clock -= 3601_000;
     }
+  });
+});
+
+describe('as the real server answers (supabase/storage v1.70.6, see SUPABASE_FACTS.md)', () => {
+  const files = () => service.from('gens');
+  const names = (r: { data: { name: string }[] | null }) => r.data?.map((e) => e.name);
+  const json = (body: unknown, method = 'POST') => ({ method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  /** A request without any credentials. */
+  const bare = async (path: string, init: RequestInit = {}) => {
+    const res = await fetch(`${standIn.url}/storage/v1${path}`, init);
+    return { status: res.status, body: await res.json() };
+  };
+  const mint = (claims: Record<string, unknown>) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(Math.floor(clock / 1000))
+      .setExpirationTime(Math.floor(clock / 1000) + 3600)
+      .sign(new TextEncoder().encode(SECRET));
+  const validation = (message: string) => ({ status: 400, body: { statusCode: '400', code: 'InvalidRequest', error: 'Error', message } });
+  const tooLarge = { status: 400, statusCode: '413', code: 'EntityTooLarge', message: 'The object exceeded the maximum allowed size' };
+
+  beforeAll(() => files().upload('real/file.bin', bytes('0123456789'), { contentType: 'application/octet-stream' }));
+
+  describe('the global upload limit', () => {
+    it('is 50 MB (52,428,800 bytes) by default: a bucket file_size_limit above it is 413 EntityTooLarge', async () => {
+      expect(apiError((await service.createBucket('over-limit', { public: false, fileSizeLimit: 52_428_801 })).error)).toEqual(tooLarge);
+      expect(await raw('/bucket', json({ name: 'over-limit', file_size_limit: '60MB' }))).toEqual({
+        status: 400,
+        body: { statusCode: '413', error: 'Payload too large', message: 'The object exceeded the maximum allowed size', code: 'EntityTooLarge' },
+      });
+      expect((await service.getBucket('over-limit')).error).not.toBeNull();
+      expect((await service.createBucket('at-limit', { public: false, fileSizeLimit: 52_428_800 })).error).toBeNull();
+      expect(apiError((await service.updateBucket('at-limit', { public: false, fileSizeLimit: 52_428_801 })).error)).toEqual(tooLarge);
+      expect((await service.getBucket('at-limit')).data?.file_size_limit).toBe(52_428_800);
+    });
+
+    it('refuses every upload above it, raw or multipart, even into a bucket without a limit of its own', async () => {
+      const small = await startStorageStandIn({ jwtSecret: SECRET, fileSizeLimit: 1000 });
+      try {
+        const project = client(small.serviceKey, small.url);
+        expect((await project.createBucket('open', { public: false })).error).toBeNull();
+        expect(apiError((await project.createBucket('bigger', { public: false, fileSizeLimit: 1001 })).error)).toEqual(tooLarge);
+        const open = project.from('open');
+        expect((await open.upload('at-limit.bin', new Uint8Array(1000))).error).toBeNull();
+        expect(apiError((await open.upload('over.bin', new Uint8Array(1001))).error)).toEqual(tooLarge);
+        expect(apiError((await open.upload('over.blob', new Blob([new Uint8Array(1001)]))).error)).toEqual(tooLarge);
+        expect((await open.exists('over.bin')).data).toBe(false);
+        expect((await open.exists('over.blob')).data).toBe(false);
+      } finally {
+        await small.close();
+      }
+    });
+  });
+
+  describe('listing', () => {
+    it('matches the prefix case-insensitively and sorts by the lower-cased name', async () => {
+      for (const name of ['Z-1', 'a', '_x', 'B']) await files().upload(`case/p/${name}`, bytes(name));
+      expect(names(await files().list('case/P'))).toEqual(['_x', 'a', 'B', 'Z-1']);
+      expect(names(await files().list('CASE/p', { search: 'z' }))).toEqual(['Z-1']);
+    });
+
+    it('honours sortBy: its column and its order', async () => {
+      for (const name of ['b', 'c', 'a']) {
+        clock += 1000;
+        await files().upload(`sorted/${name}`, bytes(name));
+      }
+      expect(names(await files().list('sorted', { sortBy: { column: 'name', order: 'desc' } }))).toEqual(['c', 'b', 'a']);
+      expect(names(await files().list('sorted', { sortBy: { column: 'created_at', order: 'asc' } }))).toEqual(['b', 'c', 'a']);
+      expect(names(await files().list('sorted', { sortBy: { column: 'updated_at', order: 'desc' } }))).toEqual(['a', 'c', 'b']);
+    });
+
+    it('refuses a list without a prefix (storage-js always sends one, "" for the root) and bad options', async () => {
+      expect(await raw('/object/list/gens', json({ limit: 10 }))).toEqual(validation("body must have required property 'prefix'"));
+      expect(await raw('/object/list/gens', json({ prefix: '', limit: 0 }))).toEqual(validation('body/limit must be >= 1'));
+      expect(await raw('/object/list/gens', json({ prefix: '', sortBy: { column: 'size' } }))).toEqual(validation('body/sortBy/column must be equal to one of the allowed values'));
+      expect((await raw('/object/list/gens', json({ prefix: '' }))).status).toBe(200);
+    });
+
+    it('POST /object/list-v2: full names, a case-sensitive prefix, folders with with_delimiter, cursor paging', async () => {
+      for (const name of ['v2/a.txt', 'v2/b.txt', 'v2/sub/c.txt', 'v2/sub/d.txt', 'V2/upper.txt']) await files().upload(name, bytes(name));
+      const delimited = await files().listV2({ prefix: 'v2/', with_delimiter: true });
+      expect(delimited.data).toEqual({
+        hasNext: false,
+        folders: [{ key: 'sub', name: 'v2/sub/', id: null, updated_at: null, created_at: null, last_accessed_at: null, metadata: null }],
+        objects: [
+          { key: 'a.txt', name: 'v2/a.txt', id: expect.any(String), updated_at: expect.any(String), created_at: expect.any(String), last_accessed_at: expect.any(String), metadata: expect.objectContaining({ size: 8 }) },
+          expect.objectContaining({ key: 'b.txt', name: 'v2/b.txt' }),
+        ],
+      });
+      const first = await files().listV2({ prefix: 'v2/', limit: 2 });
+      expect(first.data).toMatchObject({ hasNext: true, nextCursorKey: 'v2/b.txt', folders: [] });
+      expect(first.data?.objects.map((o) => o.name)).toEqual(['v2/a.txt', 'v2/b.txt']);
+      expect(first.data?.objects[0]).not.toHaveProperty('key');
+      const second = await files().listV2({ prefix: 'v2/', limit: 2, cursor: first.data!.nextCursor });
+      expect(second.data).toEqual({ hasNext: false, folders: [], objects: [expect.objectContaining({ name: 'v2/sub/c.txt' }), expect.objectContaining({ name: 'v2/sub/d.txt' })] });
+    });
+  });
+
+  it('refuses a content type with parameters when the bucket allows the bare type (415)', async () => {
+    await service.createBucket('gzip-only', { public: false, allowedMimeTypes: ['application/gzip'] });
+    const up = await service.from('gzip-only').upload('a.tar.gz', bytes('x'), { contentType: 'application/gzip; charset=binary' });
+    expect(apiError(up.error)).toEqual({ status: 400, statusCode: '415', code: 'InvalidMimeType', message: 'mime type application/gzip; charset=binary is not supported' });
+    expect((await service.from('gzip-only').upload('a.tar.gz', bytes('x'), { contentType: 'application/gzip' })).error).toBeNull();
+  });
+
+  it('a JWT whose role is not a database role: 500 DatabaseError (a 5xx); an authenticated one without sub: NoSuchKey', async () => {
+    const editor = await mint({ role: 'editor', sub: ALICE });
+    const databaseError = { statusCode: '500', code: 'DatabaseError', error: 'DatabaseError', message: 'database error, code: 22023' };
+    expect(await raw('/bucket', { key: editor })).toEqual({ status: 500, body: databaseError });
+    expect(await raw('/object/list/gens', { key: editor, ...json({ prefix: '' }) })).toEqual({ status: 500, body: databaseError });
+    expect(apiError((await client(editor).from('gens').download('real/file.bin')).error)).toMatchObject({ status: 500, statusCode: '500', code: 'DatabaseError' });
+    const noSub = await mint({ role: 'authenticated' });
+    expect(apiError((await client(noSub).from('gens').download('nothing/here.bin')).error)).toMatchObject({ statusCode: '404', code: 'NoSuchKey' });
+  });
+
+  it('a request without authorization: 400 from the header schema, except on the routes that do not need it', async () => {
+    const missing = validation("headers must have required property 'authorization'");
+    expect(await bare('/bucket')).toEqual(missing);
+    expect(await bare('/bucket/gens')).toEqual(missing);
+    expect(await bare('/object/list/gens', json({ prefix: '' }))).toEqual(missing);
+    expect(await bare('/object/sign/gens/real/file.bin', json({ expiresIn: 60 }))).toEqual(missing);
+    expect(await bare('/object/authenticated/gens/real/file.bin')).toEqual(missing);
+    expect(await bare('/object/gens/real/file.bin', { method: 'POST', body: 'x' })).toEqual(missing);
+    // Fastify validates the body before the headers.
+    expect(await bare('/object/sign/gens/real/file.bin', json({}))).toEqual(validation("body must have required property 'expiresIn'"));
+    // storage-js's download route allows a missing JWT: anonymous, so a private bucket is not found.
+    expect(await bare('/object/gens/real/file.bin')).toEqual({ status: 400, body: { statusCode: '404', code: 'NoSuchBucket', error: 'Bucket not found', message: 'Bucket not found' } });
+    // list-v2 has no header schema: the JWT check refuses it.
+    expect(await bare('/object/list-v2/gens', json({}))).toEqual({ status: 400, body: { statusCode: '403', code: 'AccessDenied', error: 'Unauthorized', message: 'Invalid Compact JWS' } });
+    const { data } = await files().createSignedUrl('real/file.bin', 60);
+    expect((await fetch(data!.signedUrl)).status).toBe(200);
+  });
+
+  it('validation errors carry "error":"Error" and the validator\'s wording; a number in a string is accepted', async () => {
+    const path = '/object/sign/gens/real/file.bin';
+    expect(await raw(path, json({ expiresIn: 0 }))).toEqual(validation('body/expiresIn must be >= 1'));
+    expect(await raw(path, json({}))).toEqual(validation("body must have required property 'expiresIn'"));
+    expect(await raw(path, json({ expiresIn: 'soon' }))).toEqual(validation('body/expiresIn must be integer'));
+    const accepted = await raw(path, json({ expiresIn: '60' }));
+    expect(accepted.status).toBe(200);
+    expect(accepted.body.signedURL).toMatch(/^\/object\/sign\/gens\/real\/file\.bin\?token=/);
+    expect(await bare(path)).toEqual(validation("querystring must have required property 'token'"));
+    expect(await raw('/object/gens', json({ prefixes: [] }, 'DELETE'))).toEqual(validation('body/prefixes must NOT have fewer than 1 items'));
+  });
+
+  it('reads file_size_limit strings in decimal units: "1MB" is 1,000,000 bytes', async () => {
+    await service.createBucket('units', { public: false, fileSizeLimit: '1MB' });
+    expect((await service.getBucket('units')).data?.file_size_limit).toBe(1_000_000);
+    for (const [value, stored] of [['1.5KB', 1500], ['20kb', 20_000], ['3B', 3], ['0.05GB', 50_000_000]] as const) {
+      expect((await service.updateBucket('units', { public: false, fileSizeLimit: value })).error).toBeNull();
+      expect((await service.getBucket('units')).data?.file_size_limit).toBe(stored);
+    }
+    expect(await raw('/bucket/units', json({ file_size_limit: '1 MB' }, 'PUT'))).toEqual(
+      validation(
+        'body/file_size_limit must be integer, body/file_size_limit must match pattern "^[0-9]+(?:\\.[0-9]+)?(?:[gG][bB]|[mM][bB]|[kK][bB]|[bB])$", body/file_size_limit must match a schema in anyOf',
+      ),
+    );
+  });
+
+  describe('routes and download headers', () => {
+    const at = (path: string, init: RequestInit = {}) => fetch(`${standIn.url}/storage/v1/object${path}`, { ...init, headers: { authorization: `Bearer ${standIn.serviceKey}`, ...init.headers } });
+
+    it('HEAD /object/:bucket/*key answers the headers without a body', async () => {
+      const head = await at('/gens/real/file.bin', { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      expect(Object.fromEntries(['content-length', 'content-type', 'accept-ranges', 'x-robots-tag'].map((h) => [h, head.headers.get(h)]))).toEqual({
+        'content-length': '10',
+        'content-type': 'application/octet-stream',
+        'accept-ranges': 'bytes',
+        'x-robots-tag': 'none',
+      });
+      expect(head.headers.get('etag')).toMatch(/^"[0-9a-f]{32}"$/);
+      expect(await head.text()).toBe('');
+      expect((await at('/gens/real/missing.bin', { method: 'HEAD' })).status).toBe(400);
+    });
+
+    it('downloads carry x-robots-tag: none; Range answers 206; a matching If-None-Match answers 304', async () => {
+      const full = await at('/gens/real/file.bin');
+      expect(full.headers.get('x-robots-tag')).toBe('none');
+      const etag = full.headers.get('etag')!;
+      expect(await full.text()).toBe('0123456789');
+      const part = await at('/gens/real/file.bin', { headers: { range: 'bytes=2-5' } });
+      expect([part.status, part.headers.get('content-range'), part.headers.get('content-length'), await part.text()]).toEqual([206, 'bytes 2-5/10', '4', '2345']);
+      const tail = await at('/gens/real/file.bin', { headers: { range: 'bytes=-3' } });
+      expect([tail.status, await tail.text()]).toEqual([206, '789']);
+      const bad = await at('/gens/real/file.bin', { headers: { range: 'bytes=20-' } });
+      expect([bad.status, await bad.json()]).toEqual([416, { statusCode: '416', code: 'InvalidRange', error: 'invalid_range', message: 'invalid range provided' }]);
+      const cached = await at('/gens/real/file.bin', { headers: { 'if-none-match': etag } });
+      expect([cached.status, await cached.text()]).toEqual([304, '']);
+      expect((await at('/gens/real/file.bin', { headers: { 'if-none-match': '"stale"' } })).status).toBe(200);
+      const { data } = await files().createSignedUrl('real/file.bin', 60);
+      const signed = await fetch(data!.signedUrl, { headers: { range: 'bytes=0-0' } });
+      expect([signed.status, signed.headers.get('x-robots-tag'), await signed.text()]).toEqual([206, 'none', '0']);
+    });
+
+    it('DELETE /object/:bucket/*key removes one object; a missing one is NoSuchKey', async () => {
+      await files().upload('real/one-to-delete.bin', bytes('x'));
+      expect([(await at('/gens/real/one-to-delete.bin', { method: 'DELETE' })).status]).toEqual([200]);
+      expect((await files().exists('real/one-to-delete.bin')).data).toBe(false);
+      const again = await at('/gens/real/one-to-delete.bin', { method: 'DELETE' });
+      expect([again.status, await again.json()]).toEqual([400, { statusCode: '404', code: 'NoSuchKey', error: 'not_found', message: 'Object not found' }]);
+    });
+  });
+
+  it('signed uploads: a token scoped "upload" answered with {url, token}; the PUT answers {Key}; tokens cannot cross scopes', async () => {
+    const signed = await raw('/object/upload/sign/gens/real/via-upload-url.bin', { method: 'POST' });
+    expect(Object.keys(signed.body)).toEqual(['url', 'token']);
+    const token = signed.body.token as string;
+    expect(signed.body.url).toBe(`/object/upload/sign/gens/real/via-upload-url.bin?token=${token}`);
+    expect(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())).toMatchObject({ url: 'gens/real/via-upload-url.bin', upsert: false, scope: 'upload' });
+    const put = await fetch(`${standIn.url}/storage/v1${signed.body.url}`, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'hi' });
+    expect([put.status, await put.json()]).toEqual([200, { Key: 'gens/real/via-upload-url.bin' }]);
+    const download = await files().createSignedUrl('real/via-upload-url.bin', 60);
+    const downloadToken = new URL(download.data!.signedUrl).searchParams.get('token')!;
+    const replay = await fetch(`${standIn.url}/storage/v1/object/upload/sign/gens/real/via-upload-url.bin?token=${downloadToken}`, { method: 'PUT', body: 'evil' });
+    expect([replay.status, await replay.json()]).toEqual([400, { statusCode: '400', code: 'InvalidSignature', error: 'InvalidSignature', message: 'Token is not scoped for upload' }]);
+    expect(await (await fetch(`${standIn.url}/storage/v1/object/sign/gens/real/via-upload-url.bin?token=${token}`)).json()).toMatchObject({ message: 'Token is not scoped for download' });
+  });
+
+  it('info returns metadata {} or the x-metadata sent; remove answers rows with owner "" and user_metadata {}', async () => {
+    expect((await files().info('real/file.bin')).data?.metadata).toEqual({});
+    await files().upload('real/with-metadata.bin', bytes('m'), { metadata: { generation: 'g1', files: 3 } });
+    expect((await files().info('real/with-metadata.bin')).data?.metadata).toEqual({ generation: 'g1', files: 3 });
+    await files().upload('real/removed.bin', bytes('r'));
+    const { data } = await files().remove(['real/removed.bin']);
+    expect(data).toEqual([
+      {
+        name: 'real/removed.bin',
+        bucket_id: 'gens',
+        owner: '',
+        owner_id: '',
+        version: expect.any(String),
+        id: expect.any(String),
+        updated_at: expect.any(String),
+        created_at: expect.any(String),
+        last_accessed_at: expect.any(String),
+        metadata: expect.objectContaining({ size: 1 }),
+        user_metadata: {},
+      },
+    ]);
+  });
+
+  it('GET /bucket/:id has no type (the listing has); deleting a non-empty bucket is ResourceNotEmpty; emptying is "queued"', async () => {
+    expect((await raw('/bucket/gens')).body).not.toHaveProperty('type');
+    expect((await service.listBuckets()).data?.find((b) => b.id === 'gens')).toMatchObject({ type: 'STANDARD' });
+    await service.createBucket('full', { public: false });
+    await service.from('full').upload('x', bytes('x'));
+    expect(await raw('/bucket/full', { method: 'DELETE' })).toEqual({
+      status: 400,
+      body: { statusCode: '409', code: 'ResourceNotEmpty', error: 'ResourceNotEmpty', message: 'The bucket you tried to delete is not empty' },
+    });
+    expect((await service.emptyBucket('full')).data).toEqual({ message: 'Empty bucket has been queued. Completion may take up to an hour.' });
+    expect((await service.deleteBucket('full')).error).toBeNull();
   });
 });
 

@@ -1,8 +1,18 @@
 import { SignJWT, jwtVerify, type JWTPayload } from 'jose';
 import { ERRORS } from './errors.ts';
 
-/** Who is asking: `service_role` bypasses RLS; `authenticated` is subject to the policies; `anon` (or no valid JWT on the routes that allow it) sees only public buckets. */
-export type Caller = { role: 'service_role' } | { role: 'authenticated'; sub: string } | { role: 'anon' };
+/**
+ * Who is asking, as the Postgres role the real server switches to (`set_config('role', <jwt role> || 'anon')`):
+ * `service_role` bypasses RLS; `authenticated` is subject to the policies (`sub` is `auth.uid()`, which may be
+ * missing); `anon` (no `role` claim, or no valid JWT on the routes that allow it) sees only public buckets. Any other
+ * role is not a database role here: the first query made as the caller fails (`unknown`).
+ */
+export type Caller =
+  | { role: 'service_role' }
+  | { role: 'authenticated'; sub: string | undefined }
+  /** `verified`: a valid JWT (no `role` claim, or `anon`), which read routes treat as authenticated. */
+  | { role: 'anon'; verified: boolean }
+  | { role: 'unknown'; claimed: string };
 
 /** HS256 JWTs with the project secret: bearer tokens in, signed-URL tokens out. Uses jose, as the real server does (its error messages are jose's). */
 export class Jwt {
@@ -15,9 +25,10 @@ export class Jwt {
     this.key = new TextEncoder().encode(secret);
   }
 
-  sign(payload: JWTPayload, expiresInSeconds: number): Promise<string> {
+  /** The server's own tokens (signed URLs) have the header `{"alg":"HS256"}`; keys minted by Supabase add `typ`. */
+  sign(payload: JWTPayload, expiresInSeconds: number, header: { typ?: 'JWT' } = {}): Promise<string> {
     const iat = Math.floor(this.now() / 1000);
-    return new SignJWT(payload).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuedAt(iat).setExpirationTime(iat + expiresInSeconds).sign(this.key);
+    return new SignJWT(payload).setProtectedHeader({ alg: 'HS256', ...header }).setIssuedAt(iat).setExpirationTime(iat + expiresInSeconds).sign(this.key);
   }
 
   /** Throws jose's error (its message is what the real server puts in its bodies). */
@@ -32,14 +43,16 @@ export class Jwt {
    */
   async caller(authorization: string | undefined, allowInvalidJwt: boolean): Promise<Caller> {
     const token = (authorization ?? '').replace(/^Bearer\s+/i, '');
-    if (!token && allowInvalidJwt) return { role: 'anon' };
+    if (!token && allowInvalidJwt) return { role: 'anon', verified: false };
     try {
       const payload = await this.verify(token);
-      if (payload.role === 'service_role') return { role: 'service_role' };
-      if (payload.role === 'authenticated' && typeof payload.sub === 'string') return { role: 'authenticated', sub: payload.sub };
-      return { role: 'anon' };
+      const role = typeof payload.role === 'string' && payload.role ? payload.role : 'anon';
+      if (role === 'service_role') return { role };
+      if (role === 'anon') return { role, verified: true };
+      if (role === 'authenticated') return { role, sub: typeof payload.sub === 'string' ? payload.sub : undefined };
+      return { role: 'unknown', claimed: role };
     } catch (e) {
-      if (allowInvalidJwt) return { role: 'anon' };
+      if (allowInvalidJwt) return { role: 'anon', verified: false };
       throw ERRORS.accessDenied((e as Error).message);
     }
   }

@@ -14,9 +14,10 @@ export interface StandInProcess {
   close(): Promise<void>;
 }
 
-export async function spawnStandIn(opts: { jwtSecret: string; latencyMs?: number; bytesPerSecond?: number }): Promise<StandInProcess> {
+export async function spawnStandIn(opts: { jwtSecret: string; latencyMs?: number; bytesPerSecond?: number; fileSizeLimit?: number }): Promise<StandInProcess> {
   const args = ['--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), '--jwt-secret', opts.jwtSecret, '--latency-ms', String(opts.latencyMs ?? 0)];
   if (opts.bytesPerSecond) args.push('--bytes-per-second', String(opts.bytesPerSecond));
+  if (opts.fileSizeLimit) args.push('--file-size-limit', String(opts.fileSizeLimit));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const first = await new Promise<string>((resolve, reject) => {

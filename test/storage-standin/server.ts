@@ -10,7 +10,8 @@
  *     `statusCode`: the body's `statusCode` string: the real status ('404', '409', '403', '413', '415', '503', ...);
  *     `code`:       the body's `code` ('NoSuchKey', 'NoSuchBucket', 'BucketAlreadyExists', 'KeyAlreadyExists',
  *                   'AccessDenied', 'EntityTooLarge', 'InvalidMimeType', 'InvalidJWT', 'InvalidSignature',
- *                   'InvalidKey', 'InvalidBucketName', 'InvalidRequest', 'InternalError', 'SlowDown', 'LockTimeout');
+ *                   'InvalidKey', 'InvalidBucketName', 'InvalidRequest', 'ResourceNotEmpty', 'DatabaseError', 'InvalidRange',
+ *                   'InvalidParameter', 'InternalError', 'SlowDown', 'LockTimeout');
  *     `message`:    the body's `message`. The body's `error` field ('not_found', 'Duplicate', ...) is NOT surfaced.
  *   Concretely:
  *     missing object / hidden by RLS:  status 400, statusCode '404', code 'NoSuchKey', 'Object not found'
@@ -21,8 +22,12 @@
  *                                      ('signature verification failed', '"exp" claim timestamp check failed', 'Invalid Compact JWS')
  *       ...but download() and info() use GET /object/:bucket/* and /object/info/:bucket/*, which treat a bad JWT as
  *       anonymous: on a private bucket that is statusCode '404' NoSuchBucket, not AccessDenied.
- *     over file_size_limit:            status 400, statusCode '413', code 'EntityTooLarge'
- *     mime type not allowed:           status 400, statusCode '415', code 'InvalidMimeType'
+ *     over file_size_limit, or over the project's global upload limit (also a bucket limit above it):
+ *                                      status 400, statusCode '413', code 'EntityTooLarge'
+ *     mime type not allowed:           status 400, statusCode '415', code 'InvalidMimeType' (parameters are not stripped)
+ *     no authorization header:         status 400, statusCode '400', code 'InvalidRequest', "headers must have required
+ *                                      property 'authorization'" (schema validation: `error` is "Error")
+ *     a JWT role Postgres does not know: status 500, statusCode '500', code 'DatabaseError' (retried as a 5xx)
  *     injected 500 / 503 / 429:        status 500 / 503 / 429, statusCode the same string, code 'InternalError' / 'LockTimeout' / 'SlowDown'
  * - Network failure (socket dropped, refused) -> `StorageUnknownError`, message 'fetch failed', `status` and
  *   `statusCode` undefined, no `code`; the undici TypeError in `originalError`.
@@ -76,7 +81,15 @@ export interface StandInOptions {
   network?: { latencyMs?: number; bytesPerSecond?: number };
   /** Fixed port (default: any free one). */
   port?: number;
+  /**
+   * The project's global upload limit in bytes (Supabase: 50 MB = 52,428,800 on the Free plan, raised per project
+   * on paid plans). A bucket `file_size_limit` above it, and any upload above it, is `413 EntityTooLarge`.
+   */
+  fileSizeLimit?: number;
 }
+
+/** Supabase Free's global upload limit: "50 MB", the tenants' default `file_size_limit` of 52,428,800 bytes. */
+export const DEFAULT_FILE_SIZE_LIMIT = 52_428_800;
 
 const PREFIX = '/storage/v1/';
 /** Test-only routes for a stand-in in another process: GET/DELETE requests, POST faults. */
@@ -87,7 +100,7 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'storage-standin.')));
   const jwt = new Jwt(opts.jwtSecret, now);
-  const ctx: Context = { store: new Store(dir, now), jwt, canRead: opts.canRead ?? (() => false) };
+  const ctx: Context = { store: new Store(dir, now), jwt, canRead: opts.canRead ?? (() => false), fileSizeLimit: opts.fileSizeLimit ?? DEFAULT_FILE_SIZE_LIMIT };
   const faults = new Faults();
   const requests: StandIn['requests'] = [];
 
@@ -119,7 +132,7 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
 
   return {
     url: `http://127.0.0.1:${port}`,
-    serviceKey: await jwt.sign({ role: 'service_role', iss: 'supabase' }, 10 * 365 * 24 * 3600),
+    serviceKey: await jwt.sign({ role: 'service_role', iss: 'supabase' }, 10 * 365 * 24 * 3600, { typ: 'JWT' }),
     faults,
     requests,
     objectPath: (bucket, key) => ctx.store.objectPath(bucket, key),
@@ -131,17 +144,22 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
   };
 }
 
+/** The answer to one request, sent only once its body has been read or drained (so the client finishes sending). */
 async function answer(ctx: Context, req: IncomingMessage, url: URL): Promise<Reply> {
+  if (!url.pathname.startsWith(PREFIX)) return notFound(req);
+  const [request, drain] = incoming(req, url);
+  let reply: Reply;
   try {
-    if (!url.pathname.startsWith(PREFIX)) return notFound(req);
-    const raw = url.pathname.slice(PREFIX.length).split('/');
-    const reply = await route(ctx, incoming(req, raw.map(decodeURIComponent), url.searchParams));
-    return reply ?? notFound(req);
+    reply = (await route(ctx, request)) ?? notFound(req);
   } catch (e) {
-    if (e instanceof StorageFailure) return failure(e);
-    const err = e as Error;
-    return failure(new StorageFailure(500, 'InternalError', err.message, err.name));
+    if (e instanceof StorageFailure) reply = failure(e);
+    else {
+      const err = e as Error;
+      reply = failure(new StorageFailure(500, 'InternalError', err.message, err.name));
+    }
   }
+  await drain();
+  return reply;
 }
 
 function failure(e: StorageFailure): Reply {
@@ -153,50 +171,38 @@ function notFound(req: IncomingMessage): Reply {
   return { status: 404, body: { message: `Route ${req.method}:${req.url} not found`, error: 'Not Found', statusCode: 404 } };
 }
 
-function incoming(req: IncomingMessage, segments: string[], query: URLSearchParams): Incoming {
+/** The request for the routes, and a function that discards whatever of its body they did not read. */
+function incoming(req: IncomingMessage, url: URL): [Incoming, () => Promise<void>] {
   let body: Promise<Buffer> | undefined;
-  const bytes = () =>
-    (body ??= (async () => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks);
-    })());
-  const headers = req.headers as Record<string, string | undefined>;
-  return {
+  const path = url.pathname.slice(PREFIX.length - 1);
+  const request: Incoming = {
     method: req.method ?? 'GET',
-    segments,
-    query,
-    headers,
-    async json() {
-      const text = (await bytes()).toString('utf8');
-      return text ? (JSON.parse(text) as Record<string, unknown>) : {};
-    },
-    async file() {
-      const contentType = headers['content-type'] ?? '';
-      if (!contentType.startsWith('multipart/form-data')) {
-        return { bytes: await bytes(), mimetype: contentType || 'application/octet-stream', cacheControl: headers['cache-control'] ?? 'no-cache' };
-      }
-      // storage-js sends Blobs/Files as multipart: a `cacheControl` field and the file (field name "").
-      const form = await new Response(new Uint8Array(await bytes()), { headers: { 'content-type': contentType } }).formData();
-      const file = [...form.values()].find((v): v is File => typeof v !== 'string');
-      if (!file) throw new StorageFailure(400, 'InvalidRequest', 'No content provided');
-      const cacheControl = form.get('cacheControl');
-      return {
-        bytes: new Uint8Array(await file.arrayBuffer()),
-        mimetype: file.type || 'application/octet-stream',
-        cacheControl: typeof cacheControl === 'string' ? `max-age=${cacheControl}` : 'no-cache',
-      };
-    },
+    url: path + url.search,
+    segments: path.slice(1).split('/').map(decodeURIComponent),
+    query: url.searchParams,
+    headers: req.headers as Record<string, string | undefined>,
+    bytes: () =>
+      (body ??= (async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks);
+      })()),
   };
+  const drain = async () => {
+    if (body) return void (await body.catch(() => undefined));
+    for await (const _ of req); // an upload refused from its Content-Length: read, not kept
+  };
+  return [request, drain];
 }
 
+/** JSON, bytes, or no body (`null`: HEAD and 304, whose Content-Length the renderer sets). */
 function send(res: ServerResponse, reply: Reply, cut = false) {
   const isBytes = reply.body instanceof Uint8Array;
-  const payload = isBytes ? (reply.body as Uint8Array) : Buffer.from(JSON.stringify(reply.body));
+  const payload = reply.body === null ? new Uint8Array(0) : isBytes ? (reply.body as Uint8Array) : Buffer.from(JSON.stringify(reply.body));
   res.writeHead(reply.status ?? 200, {
-    ...(isBytes ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+    ...(isBytes || reply.body === null ? {} : { 'content-type': 'application/json; charset=utf-8' }),
     ...reply.headers,
-    'content-length': String(payload.byteLength),
+    ...(reply.body === null ? {} : { 'content-length': String(payload.byteLength) }),
   });
   if (!cut) return res.end(payload);
   res.write(payload.subarray(0, payload.byteLength >> 1), () => res.destroy());

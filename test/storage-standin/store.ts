@@ -35,7 +35,8 @@ export interface StoredObject {
     contentLength: number;
     httpStatusCode: 200;
   };
-  user_metadata: Record<string, unknown> | null;
+  /** What the uploader sent as `x-metadata` (or the multipart `metadata` field); `{}` when nothing was sent. */
+  user_metadata: Record<string, unknown>;
 }
 
 /** Bucket rows and object rows in memory (the database), object bytes on disk (the S3 backend). */
@@ -71,7 +72,7 @@ export class Store {
     return [...this.objects.values()].filter((o) => o.bucket_id === bucket);
   }
 
-  async put(bucket: string, key: string, bytes: Uint8Array, mimetype: string, cacheControl: string, owner: string | null) {
+  async put(bucket: string, key: string, bytes: Uint8Array, mimetype: string, cacheControl: string, owner: string | null, userMetadata: Record<string, unknown> = {}) {
     const path = this.objectPath(bucket, key);
     await mkdir(join(this.dir, 'objects'), { recursive: true });
     await writeFile(path, bytes);
@@ -95,7 +96,7 @@ export class Store {
         contentLength: bytes.byteLength,
         httpStatusCode: 200,
       },
-      user_metadata: null,
+      user_metadata: { ...userMetadata },
     };
     this.objects.set(`${bucket}/${key}`, row);
     return row;
