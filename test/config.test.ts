@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type Env } from '../functions/_shared/config.ts';
+import { edgeConfig } from '../functions/_shared/edge-config.ts';
 
 const SECRET_32 = 'x'.repeat(32);
 
@@ -36,7 +37,8 @@ describe('loadConfig defaults', () => {
       logLevel: 'info',
       limits: { maxFiles: 5000, maxFileBytes: 10 * 2 ** 20, maxGenerationBytes: 50 * 2 ** 20, maxRequestBytes: 64 * 2 ** 20, maxMetadataBytes: 64 * 1024 },
     });
-    expect(c.supabase).toEqual({ url: undefined, serviceKey: undefined, bucket: 'codebegen-projects' });
+    expect(c.supabase).toEqual({ url: undefined, serviceKey: undefined, bucket: 'codebegen-projects', uploadLimitBytes: 52_428_800 });
+    expect(c.uploads).toEqual({ concurrency: 4, retrySeconds: 60, leaseSeconds: 60 });
     expect(c.auth).toEqual({ jwtSecret: undefined, jwksUrl: undefined, downloadTokenSecret: undefined });
     expect(c.databaseUrl).toBeUndefined();
   });
@@ -206,5 +208,18 @@ describe('loadConfig keeps the cache away from the generations', () => {
   });
   it('accepts siblings', () => {
     expect(loadConfig({ STORAGE_PATH: './storage/projects', CACHE_PATH: './storage/projects-cache' }).cachePath).toBe('./storage/projects-cache');
+  });
+});
+
+describe('edgeConfig', () => {
+  const platform = { SUPABASE_URL: 'https://ref.supabase.co', SUPABASE_DB_URL: 'postgres://x@db/postgres', SUPABASE_SERVICE_ROLE_KEY: 'sb_secret_x', USE_CLOUD_STORAGE: 'true' };
+
+  it('bounds saves to what an Edge Function can pack and store (bench/edge-save.ts), unless set otherwise', () => {
+    expect(edgeConfig(platform).limits).toMatchObject({ maxGenerationBytes: 8 * 1024 * 1024, maxFileBytes: 8 * 1024 * 1024, maxRequestBytes: 10 * 1024 * 1024 });
+    expect(edgeConfig({ ...platform, MAX_GENERATION_BYTES: '1000' }).limits.maxGenerationBytes).toBe(1000);
+  });
+
+  it('refuses cloud off: a worker\'s /tmp is no store', () => {
+    expect(() => edgeConfig({ ...platform, USE_CLOUD_STORAGE: 'false' })).toThrow(/USE_CLOUD_STORAGE=true is required/);
   });
 });

@@ -125,6 +125,19 @@ describe.skipIf(!ready)('edge entries under Deno', () => {
     }
   }, 120_000);
 
+  it('refuses, with a 413 naming the limit, a save over the edge default (8 MiB of files)', async () => {
+    const fn = await startEntry('functions/generations/index.ts', env);
+    entries.push(fn.child);
+    const files = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`data/part_${i}.txt`, 'x'.repeat(1024 * 1024)]));
+    const res = await fetch(`${fn.base}/generations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await userToken(randomUUID())}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ project_id: randomUUID(), files }),
+    });
+    expect(res.status, fn.output()).toBe(413);
+    expect(await res.json()).toEqual({ error: { code: 'payload_too_large', message: `files: over ${8 * 1024 * 1024} bytes in all` } });
+  }, 120_000);
+
   it('runs storage-maintenance once for the service key, and refuses anyone else', async () => {
     const fn = await startEntry('functions/storage-maintenance/index.ts', env);
     entries.push(fn.child);

@@ -35,6 +35,9 @@ beforeAll(async () => {
     CACHE_PATH: join(dir.path, 'cache'),
     SUPABASE_JWT_SECRET: JWT_SECRET,
     USE_CLOUD_STORAGE: 'true',
+    // uploads the kill interrupted hold their outbox lease this long, then the retry timer takes them over
+    OUTBOX_LEASE_SECONDS: '3',
+    UPLOAD_RETRY_SECONDS: '1',
     SUPABASE_URL: standIn.url,
     SUPABASE_SERVICE_KEY: standIn.serviceKey,
     LOG_LEVEL: 'info',

@@ -95,6 +95,7 @@ describe('Storage failing a share of requests', () => {
     for (; rounds < 10; rounds++) {
       const left = (await rows(saved.map((s) => s.generation_id))).filter((r) => r.upload_status !== 'uploaded');
       if (left.length === 0) break;
+      ctx.clock.offset += 5 * 60_000; // past the longest backoff
       await ctx.uploads!.resume();
       await ctx.uploads!.idle();
     }
