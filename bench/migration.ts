@@ -38,7 +38,7 @@ const owner = randomUUID();
 
 /** One migration of the whole tree (or of `projects`) from nothing: tables emptied, a bucket of its own. */
 async function migrate(concurrency: number, projects?: ReadonlySet<string>): Promise<{ seconds: number; cpuSeconds: number; uploaded: number; bytes: number }> {
-  await db.asOwner((tx) => tx.exec('truncate public.generations, public.projects'));
+  await db.asOwner((tx) => tx.exec('truncate codebegen_private.upload_outbox, public.generations, public.projects'));
   const cloud = new SupabaseCloudStore({ url: standIn.url, serviceKey: standIn.serviceKey, bucket: `bench-${randomUUID().slice(0, 8)}`, fileSizeLimit: LIMITS.maxGenerationBytes }, log);
   await cloud.ensureBucket();
   const t0 = performance.now();

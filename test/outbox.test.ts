@@ -144,7 +144,7 @@ describe('a 201 is committed in Postgres', () => {
 });
 
 describe('an upload that landed though its reply was lost', () => {
-  it('ends uploaded on the next attempt without sending the bytes again', async () => {
+  it('ends uploaded on the next attempt, keeping the object that landed instead of replacing it', async () => {
     const db = await migratedPGlite();
     const ctx = await host(db, { cloudTimeoutMs: 300, cloudRetry: { retries: 0, minTimeoutMs: 5, maxTimeoutMs: 10 } });
     try {

@@ -23,6 +23,8 @@ export const TARGETS: Readonly<Record<string, readonly Target[]>> = {
   ],
   reads: [{ figure: 'cloud_requests_100_concurrent', op: '=', value: 1 }],
   migration: [{ figure: 'ratio', op: '>=', value: 4 }], // generations per second, --concurrency 8 vs 1
+  // the edge's default MAX_GENERATION_BYTES (8 MiB) must fit one Edge Function's CPU and memory with margin
+  'edge-save': [{ figure: 'largest_fitting_mb', op: '>=', value: 8 }],
 };
 
 /** Whether `value` meets the target. */

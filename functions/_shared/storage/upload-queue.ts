@@ -159,25 +159,24 @@ export class UploadQueue {
   }
 
   /**
-   * Claims due outbox rows, a few at a time, and uploads them until the budget is spent or nothing is due.
-   * Answers with what it did and the backlog left.
+   * Claims due outbox rows, one per worker at a time (`concurrency` workers), and uploads them until the budget is
+   * spent or nothing is due. Answers with what it did and the backlog left.
    */
   async drain(budget: DrainBudget): Promise<DrainReport> {
     const started = this.now();
     const report = { claimed: 0, uploaded: 0, failed: 0, skipped: 0, bytes: 0 };
-    while (!this.stopped && report.claimed < budget.maxRows && report.bytes < budget.maxBytes && this.now() - started < budget.maxMs) {
-      const take = Math.min(this.opts.concurrency, budget.maxRows - report.claimed);
-      const claims = await this.db.asService((tx) => outbox.claimDue(tx, this.owner, new Date(this.now()), this.leaseMs, take));
-      if (claims.length === 0) break;
-      report.claimed += claims.length;
-      const outcomes = await Promise.all(
-        claims.map((c) => {
-          report.bytes += c.archiveSizeBytes;
-          return this.joined(c.generationId, () => this.process(c));
-        }),
-      );
-      for (const o of outcomes) report[o]++;
-    }
+    const more = () => !this.stopped && report.claimed < budget.maxRows && report.bytes < budget.maxBytes && this.now() - started < budget.maxMs;
+    // `concurrency` workers, each claiming one due row at a time: none waits for a slower neighbour's upload.
+    const worker = async () => {
+      while (more()) {
+        const [claim] = await this.db.asService((tx) => outbox.claimDue(tx, this.owner, new Date(this.now()), this.leaseMs, 1));
+        if (!claim) return;
+        report.claimed++;
+        report.bytes += claim.archiveSizeBytes;
+        report[await this.joined(claim.generationId, () => this.process(claim))]++;
+      }
+    };
+    await Promise.all(Array.from({ length: this.opts.concurrency }, worker));
     const backlog = await this.backlog();
     return { ...report, duration_ms: Math.round(this.now() - started), backlog };
   }
@@ -235,12 +234,18 @@ export class UploadQueue {
     }, Math.max(500, this.leaseMs / 3));
     try {
       if (record.archiveSha256 !== claim.archiveSha256) throw new Error('outbox row does not hold this generation\'s archive');
-      // A retry may follow an upload that landed although its reply (or the commit after it) was lost.
-      const landed = claim.attempts > 1 && (await this.bucketHolds(record));
-      if (!landed) {
-        await this.cloud.upload(record.storageKey, await this.bytesOf(record));
-        if (!(await this.bucketHolds(record))) throw new Error('verification failed: the bucket does not hold the recorded archive');
+      // Never over an object not looked at: one already there (an upload whose reply, or whose commit, was lost)
+      // is kept if it verifies, and replaced only if it does not.
+      const bytes = await this.bytesOf(record);
+      const fresh = await this.cloud.upload(record.storageKey, bytes, { overwrite: false });
+      let verified = await this.bucketHolds(record);
+      if (!verified && !fresh) {
+        this.log.warn('bucket object does not match the record; replacing it', fields);
+        await this.cloud.upload(record.storageKey, bytes);
+        verified = await this.bucketHolds(record);
       }
+      if (!verified) throw new Error('verification failed: the bucket does not hold the recorded archive');
+      const landed = !fresh;
       const marked = await this.db.asService(async (tx) => {
         const ok = await repo.markUploaded(tx, record.id, record.archiveSha256);
         await outbox.remove(tx, record.id);

@@ -8,8 +8,11 @@ export interface CloudStore {
   readonly bucket: string;
   /** Creates the private bucket (gzip only, size-limited) unless it exists; refuses a public one. */
   ensureBucket(): Promise<void>;
-  /** Uploads (overwriting: the same key always holds the same generation). */
-  upload(key: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Uploads, overwriting what the key holds; with `{ overwrite: false }` an object already there is left alone and
+   * the answer is `false` (so a retry never replaces a copy it has not looked at).
+   */
+  upload(key: string, bytes: Uint8Array, opts?: { overwrite?: boolean }): Promise<boolean>;
   download(key: string): Promise<Uint8Array>;
   /** A URL anyone holding it can download from until it expires; the file is saved as `fileName`. */
   signedUrl(key: string, expiresInSeconds: number, fileName: string): Promise<string>;
@@ -64,10 +67,14 @@ export class SupabaseCloudStore implements CloudStore {
     this.log.info(created ? 'bucket created' : 'bucket already exists', { bucket: this.bucket });
   }
 
-  async upload(key: string, bytes: Uint8Array): Promise<void> {
-    await this.call('upload', () =>
-      this.client.from(this.bucket).upload(key, bytes, { contentType: 'application/gzip', upsert: true, cacheControl: '3600' }),
+  async upload(key: string, bytes: Uint8Array, opts: { overwrite?: boolean } = {}): Promise<boolean> {
+    const upsert = opts.overwrite ?? true;
+    const done = await this.call(
+      'upload',
+      () => this.client.from(this.bucket).upload(key, bytes, { contentType: 'application/gzip', upsert, cacheControl: '3600' }),
+      { allowConflict: !upsert },
     );
+    return done !== null;
   }
 
   async download(key: string): Promise<Uint8Array> {
