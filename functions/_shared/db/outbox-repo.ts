@@ -24,12 +24,17 @@ const CLAIMED = `generation_id::text, archive_sha256, octet_length(archive)::flo
 type ClaimRow = { generation_id: string; archive_sha256: string; size: number; attempts: number };
 const toClaim = (r: ClaimRow): Claim => ({ generationId: r.generation_id, archiveSha256: r.archive_sha256, archiveSizeBytes: Number(r.size), attempts: Number(r.attempts) });
 
-/** Stores a generation's archive until the bucket verifiably holds it; a row already there is kept as it is. */
-export async function stage(tx: Tx, generationId: string, sha256: string, bytes: Uint8Array, now: Date): Promise<void> {
+/**
+ * Stores a generation's archive until the bucket verifiably holds it; a row already there is kept as it is.
+ * With `claim`, the row starts claimed by that drainer (its first attempt), so the saving host's own upload needs
+ * no claim of its own; should that host die, the lease runs out like any other.
+ */
+export async function stage(tx: Tx, generationId: string, sha256: string, bytes: Uint8Array, now: Date, claim?: { owner: string; leaseMs: number }): Promise<void> {
   await tx.query(
-    `insert into codebegen_private.upload_outbox (generation_id, archive, archive_sha256, next_attempt_at, created_at)
-     values ($1::uuid, $2::bytea, $3, $4::timestamptz, $4::timestamptz) on conflict (generation_id) do nothing`,
-    [generationId, bytes, sha256, now.toISOString()],
+    `insert into codebegen_private.upload_outbox (generation_id, archive, archive_sha256, next_attempt_at, created_at, lease_owner, lease_expires_at, attempts)
+     values ($1::uuid, $2::bytea, $3, $4::timestamptz, $4::timestamptz, $5, $4::timestamptz + make_interval(secs => $6::float8 / 1000), $7::int)
+     on conflict (generation_id) do nothing`,
+    [generationId, bytes, sha256, now.toISOString(), claim?.owner ?? null, claim ? claim.leaseMs : null, claim ? 1 : 0],
   );
 }
 

@@ -44,7 +44,7 @@ export class HybridGenerationStorage implements GenerationStorage {
 
   async stage(tx: Tx, record: GenerationRecord, archive: Uint8Array): Promise<void> {
     // The outbox is service-only; a user's save writes its own archive there and nothing else.
-    await asServiceWithin(tx, () => outbox.stage(tx, record.id, record.archiveSha256, archive, new Date(this.now())));
+    await asServiceWithin(tx, () => this.uploads.stageClaimed(tx, record, archive));
   }
 
   async durable(tx: Tx, record: GenerationRecord): Promise<boolean> {
@@ -56,7 +56,7 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   saved(record: GenerationRecord): void {
-    this.uploads.enqueue(record);
+    this.uploads.enqueue(record, { claimed: true });
   }
 
   async archive(record: GenerationRecord): Promise<Uint8Array> {

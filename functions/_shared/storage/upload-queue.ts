@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sha256Hex } from '../archive/manifest.ts';
-import type { Database } from '../db/database.ts';
+import type { Database, Tx } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import * as outbox from '../db/outbox-repo.ts';
@@ -75,7 +75,11 @@ export type UploadOutcome = 'uploaded' | 'failed' | 'skipped';
  */
 export class UploadQueue {
   private readonly waiting: string[] = [];
-  private readonly queued = new Set<string>();
+  /**
+   * Queued ids, with the row when the caller had it fresh (a save that just committed: one query less), and
+   * whether this drainer already holds its claim (staged by `stageClaimed`: one transaction less).
+   */
+  private readonly queued = new Map<string, { fresh?: GenerationRecord; claimed: boolean }>();
   /** Uploads under way in this process, by generation: a second ask for the same one joins the first. */
   private readonly inFlight = new Map<string, Promise<UploadOutcome>>();
   private running = 0;
@@ -99,11 +103,20 @@ export class UploadQueue {
     return this.opts.leaseMs;
   }
 
+  /**
+   * Inside a save's transaction: stages the archive already claimed by this drainer, whose upload `enqueue(record,
+   * { claimed: true })` starts once the transaction has committed.
+   */
+  stageClaimed(tx: Tx, record: GenerationRecord, archive: Uint8Array): Promise<void> {
+    return outbox.stage(tx, record.id, record.archiveSha256, archive, new Date(this.now()), { owner: this.owner, leaseMs: this.leaseMs });
+  }
+
   /** Queues a generation's upload (once, however often it is asked). */
-  enqueue(generation: string | GenerationRecord): void {
+  enqueue(generation: string | GenerationRecord, opts: { claimed?: boolean } = {}): void {
     const generationId = typeof generation === 'string' ? generation : generation.id;
     if (this.stopped || this.queued.has(generationId)) return;
-    this.queued.add(generationId);
+    const fresh = typeof generation === 'string' ? undefined : generation;
+    this.queued.set(generationId, { fresh, claimed: Boolean(fresh && opts.claimed) });
     this.waiting.push(generationId);
     this.pump();
   }
@@ -201,10 +214,13 @@ export class UploadQueue {
   }
 
   /** Claims one generation's outbox row and uploads it, unless another drainer holds it. Never throws. */
-  uploadOne(generationId: string): Promise<UploadOutcome> {
+  uploadOne(generationId: string, fresh?: GenerationRecord, claimed = false): Promise<UploadOutcome> {
     return this.joined(generationId, async () => {
-      const claim = await this.db.asService((tx) => outbox.claimOne(tx, generationId, this.owner, new Date(this.now()), this.leaseMs));
-      return claim ? this.process(claim) : 'skipped';
+      const claim =
+        claimed && fresh
+          ? { generationId, archiveSha256: fresh.archiveSha256, archiveSizeBytes: fresh.archiveSizeBytes, attempts: 1 }
+          : await this.db.asService((tx) => outbox.claimOne(tx, generationId, this.owner, new Date(this.now()), this.leaseMs));
+      return claim ? this.process(claim, fresh) : 'skipped';
     });
   }
 
@@ -220,8 +236,8 @@ export class UploadQueue {
   }
 
   /** One claimed row, start to finish. The outcome is in the rows and the log. */
-  private async process(claim: Claim): Promise<UploadOutcome> {
-    const record = await this.db.asService((tx) => repo.findGeneration(tx, claim.generationId));
+  private async process(claim: Claim, fresh?: GenerationRecord): Promise<UploadOutcome> {
+    const record = fresh?.archiveSha256 === claim.archiveSha256 ? fresh : await this.db.asService((tx) => repo.findGeneration(tx, claim.generationId));
     if (!record) return 'skipped'; // deleted: the outbox row went with it
     if (record.uploadStatus === 'uploaded') {
       await this.db.asService((tx) => outbox.remove(tx, record.id));
@@ -307,7 +323,8 @@ export class UploadQueue {
     while (this.running < this.opts.concurrency && this.waiting.length > 0) {
       const id = this.waiting.shift()!;
       this.running++;
-      const work = this.uploadOne(id).finally(() => {
+      const { fresh, claimed } = this.queued.get(id)!;
+      const work = this.uploadOne(id, fresh, claimed).finally(() => {
         this.running--;
         this.queued.delete(id);
         if (!this.stopped) this.pump();
