@@ -441,6 +441,72 @@ describe('remove()', () => {
     await store.remove(ref);
     expect(existsSync(store.archivePath(ref))).toBe(false);
   });
+
+  it('removes {project}/generations/ and {project}/ when it emptied them, never the root nor another project', async () => {
+    const ref = newRef(1);
+    const other = newRef(1);
+    for (const r of [ref, other]) {
+      const g = await sampleGeneration(r);
+      await store.write(r, g.manifest, g.files, g.archive);
+    }
+    await store.remove(ref);
+    expect(existsSync(join(root, ref.projectId))).toBe(false);
+    expect(existsSync(root)).toBe(true);
+    expect(readdirSync(root).filter((n) => n !== SCRATCH)).toEqual([other.projectId]);
+    expect(await store.read(other)).toBeDefined();
+    await expect(store.remove(ref)).resolves.toBeUndefined();
+    await store.remove(other);
+    expect(readdirSync(root).filter((n) => n !== SCRATCH)).toEqual([]);
+  });
+
+  it('keeps a folder that still holds anything: a stray file, Python\'s `active` link, a legacy flat folder', async () => {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    await store.write(ref, g.manifest, g.files, g.archive);
+    const generations = join(root, ref.projectId, 'generations');
+    symlinkSync(store.generationDir(ref), join(generations, 'active'));
+    await store.remove(ref);
+    expect(readdirSync(generations)).toEqual(['active']);
+
+    const second = newRef(1);
+    const s = await sampleGeneration(second);
+    await store.write(second, s.manifest, s.files, s.archive);
+    writeFileSync(join(root, second.projectId, 'notes.txt'), 'kept\n');
+    await store.remove(second);
+    expect(readdirSync(join(root, second.projectId))).toEqual(['notes.txt']);
+
+    // remove() of a ref whose project id names a legacy flat folder (even an empty one) leaves it alone
+    const flatId = randomUUID();
+    mkdirSync(join(root, flatId));
+    await store.remove({ projectId: flatId, generationId: randomUUID(), version: 1 });
+    expect(existsSync(join(root, flatId))).toBe(true);
+  });
+
+  it('races safely with a save into the same project: the save is kept whole, the emptied folders go', async () => {
+    // Small generations, many rounds: the save's mkdir-then-rename is where an early rmdir would break it.
+    const tiny = (r: GenerationRef) => {
+      const files = [{ path: 'a.txt', data: enc.encode(r.generationId) }];
+      return { files, manifest: buildManifest({ ...r, createdAt: new Date(0), files, metadata: {} }), archive: enc.encode(r.generationId) };
+    };
+    const failures: unknown[] = [];
+    for (let i = 0; i < 200; i++) {
+      const ref = newRef(1);
+      const next: GenerationRef = { ...ref, generationId: randomUUID(), version: 2 };
+      const [g, n] = [tiny(ref), tiny(next)];
+      await store.write(ref, g.manifest, g.files, g.archive);
+      const [, saved] = await Promise.allSettled([store.remove(ref), store.write(next, n.manifest, n.files, n.archive)]);
+      if (saved.status === 'rejected') failures.push(saved.reason);
+      else expect((await store.read(next))!.manifest).toEqual(n.manifest);
+      expect(await store.read(ref)).toBeUndefined();
+    }
+    expect(failures).toEqual([]);
+    // two removals at once of a project's last two generations leave no folder behind either
+    const a = newRef(1);
+    const b: GenerationRef = { ...a, generationId: randomUUID(), version: 2 };
+    for (const r of [a, b]) await store.write(r, tiny(r).manifest, tiny(r).files, tiny(r).archive);
+    await Promise.all([store.remove(a), store.remove(b)]);
+    expect(existsSync(join(root, a.projectId))).toBe(false);
+  });
 });
 
 describe('references', () => {

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { access, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { encodeManifest, parseManifest, type Manifest } from '../archive/manifest.ts';
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
 import { AppError, ErrorCode } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
+import { overlap } from './path-guard.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Our scratch folder inside STORAGE_PATH (same filesystem, so renames are atomic); not a project id. */
@@ -91,15 +93,21 @@ export class LocalStore {
       const dir = join(scratch, 'generation');
       await fill(dir);
       await writeFile(join(scratch, 'archive.tar.gz'), archive);
+      // Durable before it is visible: the caller commits the row once this returns, and an OS crash must not leave
+      // that row pointing at a truncated archive or an empty file. Each file and folder is synced once.
+      await syncEach([{ path: join(scratch, 'archive.tar.gz'), dir: false }, ...(await treeOf(dir))]);
       const finalDir = this.generationDir(ref);
-      await mkdir(dirname(finalDir), { recursive: true });
+      const created = await mkdir(dirname(finalDir), { recursive: true });
       // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside.
       await this.moveAside(finalDir, scratch, 'stale');
       // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
       await rename(dir, finalDir);
       try {
         await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
+        // The renames live in `{project}/generations/`; folders mkdir just made live in their parents.
+        await syncEach(parentsToSync(dirname(finalDir), created).map((path) => ({ path, dir: true })));
       } catch (err) {
+        await this.moveAside(this.archivePath(ref), scratch, 'undo-archive');
         await this.moveAside(finalDir, scratch, 'undo');
         throw err;
       }
@@ -184,10 +192,14 @@ export class LocalStore {
     return { layout: 'hierarchical', manifest, files: (await isRealDir(source)) ? await readTree(source) : [] };
   }
 
-  /** Removes the generation's folder and archive in our layout. Safe to repeat. Never touches a flat folder. */
+  /**
+   * Removes the generation's folder and archive in our layout, then `{project}/generations/` and `{project}/` if that
+   * left them empty. Safe to repeat. Never touches a flat folder.
+   */
   async remove(ref: GenerationRef): Promise<void> {
     assertRef(ref);
-    return this.serialise(ref, () => this.removeAll([this.archivePath(ref), this.generationDir(ref)]));
+    await this.serialise(ref, () => this.removeAll([this.archivePath(ref), this.generationDir(ref)]));
+    await this.removeEmptied(ref);
   }
 
   /**
@@ -208,6 +220,32 @@ export class LocalStore {
     }
   }
 
+  /**
+   * After a removal: `{project}/generations/` and then `{project}/`, if they are empty. rmdir itself is the check (it
+   * fails on a folder that holds anything, or on a symlink), never a look first. A save in this process first
+   * creates `generations/`, then renames its folder into it: removing the folder in between would fail that save,
+   * so this waits until no write or removal in the project is under way. Best effort: the generation is gone.
+   */
+  private async removeEmptied(ref: GenerationRef): Promise<void> {
+    const prefix = `${ref.projectId}/generations/`;
+    // Our own entry is among them until it settles (a re-save of this very generation may follow it under its key).
+    for (let round = 0; ; round++) {
+      const inFlight = [...this.busy].filter(([key]) => key.startsWith(prefix)).map(([, done]) => done);
+      if (inFlight.length === 0) break;
+      if (round === 4) return; // busy all along: its folders are not empty, or not for long
+      await Promise.all(inFlight);
+    }
+    const generations = dirname(this.generationDir(ref));
+    for (const dir of [generations, dirname(generations)]) {
+      if (relative(this.root, dir) === '') return; // never the root, however it is spelled
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // not empty, not a folder, or gone: nothing above it is ours to remove either
+      }
+    }
+  }
+
   /** Whether the root can be written (creating it if needed); cheap enough for every health check. */
   async writable(): Promise<boolean> {
     try {
@@ -221,15 +259,25 @@ export class LocalStore {
 
   /**
    * Removes every generation (folder and archive) written before `cutoff`: the cache's expiry. Returns counts.
-   * Walks `{root}/{project}/generations/` only; anything else under the root is left alone.
+   * Walks `{root}/{project}/generations/` only (never through a symlink); anything else under the root is left alone.
+   * With `apartFrom` (STORAGE_PATH), removes nothing — logs an error, returns `removed: 0` — if this root and that
+   * folder overlap on disk (through a symlink or a bind mount, see path-guard): expiry would delete real generations.
    */
-  async removeOlderThan(cutoff: Date): Promise<{ removed: number; kept: number }> {
+  async removeOlderThan(cutoff: Date, guard?: { apartFrom: string; log: Logger }): Promise<{ removed: number; kept: number }> {
     let removed = 0;
     let kept = 0;
+    if (guard) {
+      const how = await overlap(this.root, guard.apartFrom);
+      if (how) {
+        guard.log.error('cache expiry refused: the cache folder and STORAGE_PATH overlap on disk (a symlink or mount); nothing removed', { overlap: how });
+        return { removed, kept };
+      }
+    }
     const list = (dir: string) => readdir(dir, { withFileTypes: true }).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
     for (const project of await list(this.root)) {
       if (!project.isDirectory() || !UUID.test(project.name)) continue;
       const generations = join(this.root, project.name, 'generations');
+      if (!(await isRealDir(generations))) continue; // a link there could lead anywhere, STORAGE_PATH included
       for (const entry of await list(generations)) {
         const m = /^v(\d+)__([0-9a-f-]{36})$/.exec(entry.name);
         if (!entry.isDirectory() || !m) continue;
@@ -301,6 +349,62 @@ async function isRealDir(path: string): Promise<boolean> {
     if (isMissing(err)) return false;
     throw err;
   }
+}
+
+/** How many fsyncs are in flight at once: enough for the filesystem to share journal commits, few file handles. */
+const SYNC_CONCURRENCY = 16;
+/** What a filesystem or platform answers when it cannot fsync a folder (Windows cannot open one): skipped. */
+const NO_DIR_SYNC = new Set(['EISDIR', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EPERM', 'EACCES', 'EBADF']);
+
+/**
+ * Flushes each file's bytes, or each folder's entries, to the disk (fsync), `SYNC_CONCURRENCY` at a time. Through
+ * `node:fs/promises` `FileHandle.sync()`: Node and Deno alike (Deno fsyncs a folder opened read-only too).
+ */
+async function syncEach(items: readonly { path: string; dir: boolean }[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await syncOne(items[next++]!);
+  };
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(SYNC_CONCURRENCY, items.length) }, worker));
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+async function syncOne({ path, dir }: { path: string; dir: boolean }): Promise<void> {
+  try {
+    const handle = await open(path, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    if (!dir || !NO_DIR_SYNC.has((err as NodeJS.ErrnoException)?.code ?? '')) throw err;
+  }
+}
+
+/** Every folder (`dir` included) and regular file under `dir`, as `syncEach` takes them. */
+async function treeOf(dir: string): Promise<{ path: string; dir: boolean }[]> {
+  const out = [{ path: dir, dir: true }];
+  for (let i = 0; i < out.length; i++) {
+    if (!out[i]!.dir) continue;
+    for (const e of await readdir(out[i]!.path, { withFileTypes: true })) {
+      if (e.isDirectory() || e.isFile()) out.push({ path: join(out[i]!.path, e.name), dir: e.isDirectory() });
+    }
+  }
+  return out;
+}
+
+/**
+ * The folders whose entries a write changed: `parent` (where the renames landed) and, when `mkdir` created folders
+ * on the way to it (`created` is the first one it made), each of those folders' parents too.
+ * @example parentsToSync('/r/p/generations', '/r/p') -> ['/r/p/generations', '/r/p', '/r']
+ */
+function parentsToSync(parent: string, created: string | undefined): string[] {
+  const out = [parent];
+  if (created === undefined) return out;
+  for (let d = parent; d !== dirname(created) && dirname(d) !== d; ) out.push((d = dirname(d)));
+  return out;
 }
 
 /** The folder CodebeGen writes: manifest.json, source/<files>, an empty artifacts/. */
