@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
-import { loadConfig, supabaseJwksUrl, type Env } from '../functions/_shared/config.ts';
+import { ConfigError, loadConfig, supabaseJwksUrl, type Env } from '../functions/_shared/config.ts';
 import { createDatabase, type Database } from '../functions/_shared/db/database.ts';
 import { migrate } from '../functions/_shared/db/migrate.ts';
 import { readMigrations } from '../functions/_shared/db/migration-files.ts';
@@ -14,6 +14,7 @@ import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
 import { createLogger, type Logger } from '../functions/_shared/log.ts';
 import { AppError, ErrorCode } from '../functions/_shared/errors.ts';
 import { routeNotFound } from '../functions/_shared/http/error-handling.ts';
+import { overlap } from '../functions/_shared/stores/path-guard.ts';
 import { buildApps, type WiringOptions } from '../functions/_shared/wiring.ts';
 import { openLocked } from './data-dir-lock.ts';
 import { resolveJwtSecret } from './local-env.ts';
@@ -60,14 +61,17 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const jwksUrl = loaded.auth.jwksUrl ?? (loaded.supabase.url && supabaseJwksUrl(loaded.supabase.url));
   const config = { ...loaded, auth: { ...loaded.auth, jwksUrl } };
   const log = opts.log ?? createLogger(config.logLevel);
+  // loadConfig compared the two as spelled; here as the disk sees them (symlinks, bind mounts), before anything opens.
+  if (await overlap(config.cachePath, config.storagePath)) {
+    throw new ConfigError('[config] CACHE_PATH and STORAGE_PATH are the same folder or one is inside the other once symlinks and mounts are resolved: cache cleanup would delete generations; point CACHE_PATH elsewhere');
+  }
   await ensurePortFree(config.port, config.host); // before anything is created or locked: a taken port costs nothing
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);
-  const { app: generations, maintenanceApp, maintain, local, cloud, uploads } = buildApps(config, db, log, { jwtSecret: secret, ...opts.wiring });
+  const { app: generations, maintenanceApp, maintain, local, cloud, uploads, deletions } = buildApps(config, db, log, { jwtSecret: secret, ...opts.wiring });
   const swept = await local.sweepScratch();
   if (swept) log.warn('removed scratch folders left by an earlier crash', { count: swept });
-  let retryTimer: ReturnType<typeof setInterval> | undefined;
-  if (cloud && uploads) {
+  if (cloud) {
     try {
       await cloud.ensureBucket();
     } catch (err) {
@@ -77,11 +81,16 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
       }
       log.error('bucket check failed; saves stay local and uploads will be retried', { error: err });
     }
-    // Whatever a crash or a cloud outage left pending or failed, and whatever was saved while cloud was off.
-    await uploads.resume();
-    retryTimer = setInterval(() => void uploads.resume().catch((err) => log.error('upload retry scan failed', { error: err })), config.uploads.retrySeconds * 1000);
-    retryTimer.unref();
   }
+  // Every UPLOAD_RETRY_SECONDS and now: uploads a crash or a cloud outage left pending or failed (and what was saved
+  // while cloud was off), and deletes whose copies were not all removed at once.
+  const retry = async () => {
+    await uploads?.resume().catch((err) => log.error('upload retry scan failed', { error: err }));
+    await deletions.drain().catch((err) => log.error('deletion retry scan failed', { error: err }));
+  };
+  await retry();
+  const retryTimer = setInterval(() => void retry(), config.uploads.retrySeconds * 1000);
+  retryTimer.unref();
   const root = new Hono();
   // An error answered before a request's body was read (401, 413, 415…) ends the connection: @hono/node-server
   // gives up draining an unread body after 500 ms and drops the socket, which would lose the client's next request.
@@ -112,6 +121,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info('server started', { url: `http://${host}:${port}/functions/v1/generations`, database: config.databaseUrl ? 'postgres' : 'pglite', jwt_secret: source, cloud: config.useCloudStorage });
+  if (!config.databaseUrl && config.useCloudStorage) log.warn('the embedded PGlite runs with fsync off and is not power-safe: an OS crash or power loss can lose acknowledged saves; production belongs on DATABASE_URL', { pglite_data_dir: config.pgliteDataDir });
 
   // On Supabase pg_cron drives maintenance; here, a timer does when AUTO_CLEANUP_ENABLED=true.
   // One pass at a time, and close() waits for the one under way before it closes the database.

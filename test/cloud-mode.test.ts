@@ -274,18 +274,21 @@ describe('cloud enabled', () => {
     expect(await row(g.generation_id)).toEqual([{ upload_status: 'uploaded', upload_attempts: 1, upload_error: null }]);
   });
 
-  it('deletes the cloud object, cache and local copy; a cloud failure keeps the row and says so', async () => {
+  it('deletes the cloud object, cache and local copy; when Storage refuses, the row still goes and the object follows once it is back', async () => {
     const g = await save();
     await ctx.uploads!.idle();
     const key = `${g.project_id}/generations/v1__${g.generation_id}.tar.gz`;
     standIn.faults.failNext(1000, 503);
-    const refused = await call(`/${g.generation_id}`, A, { method: 'DELETE' });
-    expect(refused.status).toBe(503);
-    expect((await row(g.generation_id))).toHaveLength(1);
-    standIn.faults.clear();
     expect((await call(`/${g.generation_id}`, A, { method: 'DELETE' })).status).toBe(204);
-    expect(existsSync(standIn.objectPath('codebegen-projects', key))).toBe(false);
     expect(await row(g.generation_id)).toEqual([]);
+    expect((await call(`/${g.generation_id}`, A)).status).toBe(404);
+    expect(existsSync(join(ctx.config.storagePath, g.project_id, 'generations', `v1__${g.generation_id}`))).toBe(false);
+    expect(existsSync(standIn.objectPath('codebegen-projects', key))).toBe(true); // Storage refused: the tombstone keeps it
+    standIn.faults.clear();
+    expect(await ctx.deletions.drain()).toMatchObject({ finished: 0 }); // backing off
+    ctx.clock.offset += 60_000;
+    expect(await ctx.deletions.drain()).toMatchObject({ finished: 1, still_failing: 0 });
+    expect(existsSync(standIn.objectPath('codebegen-projects', key))).toBe(false);
     expect((await call(`/${g.generation_id}`, A, { method: 'DELETE' })).status).toBe(404);
   });
 

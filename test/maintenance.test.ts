@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { rmSync, utimesSync } from 'node:fs';
+import { existsSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appContext, JWT_SECRET, sampleFiles, serviceToken, userToken, type AppContext } from './helpers/context.ts';
@@ -95,7 +95,7 @@ describe('POST /storage-maintenance', () => {
       cache: { removed: number; kept: number };
       uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number; reconciled: number; adopted: number };
       outbox: { rows: number; bytes: number; due: number; oldest_age_seconds: number | null };
-      orphans: { objects_without_rows: string[]; rows_without_objects: string[] };
+      orphans: { objects_without_rows: string[]; removed_objects: number; rows_without_objects: string[] };
     };
     ctx.clock.offset += 60_000; // past the failed uploads' backoff
     const first = await maintain(S);
@@ -104,6 +104,8 @@ describe('POST /storage-maintenance', () => {
     expect(early.cache).toEqual({ removed: 1, kept: 1 });
     expect(early.uploads).toEqual({ retried: 2, uploaded: 2, still_failing: 0, marked_lost: 0, reconciled: 1, adopted: 0 });
     expect(early.outbox).toEqual({ rows: 0, bytes: 0, due: 0, oldest_age_seconds: null });
+    // the stray object is younger than the grace period: reported, not removed
+    expect(early.orphans).toMatchObject({ objects_without_rows: [strayKey], removed_objects: 0 });
     for (const g of [failed, noLocal, landed]) expect(await status(g.generation_id)).toBe('uploaded');
     // a row with no copy is given up only once it has been quiet for an hour (not a save under way)
     expect(await status(gone.generation_id)).toBe('failed');
@@ -114,6 +116,8 @@ describe('POST /storage-maintenance', () => {
     expect(await status(gone.generation_id)).toBe('lost');
     expect(ctx.log.lines.some((l) => l.level === 'error' && l.msg === 'generation lost: no copy anywhere' && l.generation_id === gone.generation_id)).toBe(true);
     expect(report.orphans.objects_without_rows).toEqual([strayKey]);
+    expect(report.orphans.removed_objects).toBe(1); // an hour later nothing can still own it
+    expect(existsSync(standIn.objectPath('codebegen-projects', strayKey))).toBe(false);
     expect(report.orphans.rows_without_objects).toEqual([vanished.generation_id]);
     expect(ctx.log.lines.some((l) => l.msg === 'maintenance finished' && l.cache_removed === 1 && l.uploads_retried === 2)).toBe(true);
 
@@ -121,6 +125,7 @@ describe('POST /storage-maintenance', () => {
     const again = (await (await maintain(S)).json()) as Report;
     expect(again.cache.removed).toBe(0);
     expect(again.uploads).toEqual({ retried: 0, uploaded: 0, still_failing: 0, marked_lost: 0, reconciled: 0, adopted: 0 });
+    expect(again.orphans.objects_without_rows).toEqual([]);
   });
 });
 

@@ -6,6 +6,7 @@ import { createGenerationsApp, type HealthReport } from './http/generations-app.
 import { createMaintenanceApp } from './http/maintenance-app.ts';
 import { runMaintenance } from './storage/maintenance.ts';
 import type { Logger } from './log.ts';
+import { Deletions } from './storage/deletions.ts';
 import { GenerationService } from './storage/generation-service.ts';
 import { LocalStore } from './stores/local-store.ts';
 import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
@@ -53,10 +54,12 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
       now: opts.now,
     });
   }
+  const deletions = new Deletions(db, storage, log, opts.now);
   const service = new GenerationService({
     db,
     local,
     storage,
+    deletions,
     // With cloud on, no archive may be larger than Storage accepts: refused at save, not failed forever later.
     limits: config.useCloudStorage ? { ...config.limits, maxArchiveBytes: config.supabase.uploadLimitBytes } : config.limits,
     log,
@@ -85,12 +88,13 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
       db,
       cache,
       local: localStorage,
+      deletions,
       cloud: cloud && uploads && { store: cloud, uploads, drainBudget: EDGE_DRAIN_BUDGET },
       maxCacheAgeHours: config.maxCacheAgeHours,
       log,
       now: opts.now,
     });
-  const drain = uploads && (() => uploads.drain(EDGE_DRAIN_BUDGET));
+  const drain = uploads && (async () => ({ ...(await uploads.drain(EDGE_DRAIN_BUDGET)), deletions: await deletions.drain() }));
   const maintenanceApp = createMaintenanceApp({ authenticate, run: maintain, drain, log });
   const app = createGenerationsApp({
     service,
@@ -103,5 +107,5 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     corsAllowedOrigins: config.corsAllowedOrigins,
     log,
   });
-  return { app, maintenanceApp, maintain, drain, service, local, cloud, uploads };
+  return { app, maintenanceApp, maintain, drain, service, local, cloud, uploads, deletions };
 }

@@ -1,6 +1,6 @@
 -- The outbox's safety net on Supabase: every minute pg_cron asks the storage-maintenance function to drain the
--- upload outbox, through pg_net, but only when a row is due (not leased, backoff over): an idle project costs no
--- invocations. The save's own background upload is the fast path; this catches what it could not finish (Storage
+-- upload outbox (and finish deletes whose copies are not all removed yet), through pg_net, but only when a row is
+-- due (not leased, backoff over): an idle project costs no invocations. The save's own background upload is the fast path; this catches what it could not finish (Storage
 -- down longer than the in-call retries, a worker recycled mid-upload). Same Vault secrets as the maintenance job.
 -- Skipped where pg_cron cannot be used, like the maintenance schedule; on Node the retry timer drains instead.
 -- To stop: select cron.unschedule('codebegen-storage-drain');
@@ -34,6 +34,8 @@ begin
       where exists (
         select 1 from codebegen_private.upload_outbox
         where next_attempt_at <= now() and (lease_expires_at is null or lease_expires_at < now())
+      ) or exists (
+        select 1 from codebegen_private.pending_deletions where next_attempt_at <= now()
       );
     $job$
   );

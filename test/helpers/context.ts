@@ -63,6 +63,7 @@ export interface AppContext {
   maintenanceApp: ReturnType<typeof buildApps>['maintenanceApp'];
   maintain: ReturnType<typeof buildApps>['maintain'];
   cloud: ReturnType<typeof buildApps>['cloud'];
+  deletions: ReturnType<typeof buildApps>['deletions'];
   /** Shifts the clock the app sees (token expiry, cache age) by `offset` ms from real time. */
   clock: { offset: number };
   close(): Promise<void>;

@@ -86,9 +86,13 @@ export async function projectVisible(tx: Tx, projectId: string): Promise<boolean
   return (await tx.query(`select 1 from public.projects where id = $1::uuid`, [projectId])).length > 0;
 }
 
-export async function nextVersion(tx: Tx, projectId: string): Promise<number> {
-  const rows = await tx.query<{ v: number }>(`select coalesce(max(version), 0) + 1 as v from public.generations where project_id = $1::uuid`, [projectId]);
-  return Number(rows[0]!.v);
+/**
+ * The highest version the project ever had, deleted ones included (0 for none): versions are never reused, so the
+ * next is this + 1. A trigger on generations insert moves it; hold `lockProject` from reading it to the insert.
+ */
+export async function lastVersion(tx: Tx, projectId: string): Promise<number> {
+  const rows = await tx.query<{ v: number }>(`select last_version as v from public.projects where id = $1::uuid`, [projectId]);
+  return Number(rows[0]?.v ?? 0);
 }
 
 export async function versionTaken(tx: Tx, projectId: string, version: number): Promise<boolean> {
@@ -176,16 +180,17 @@ export async function markPending(tx: Tx, id: string): Promise<void> {
 }
 
 /**
- * Generations not in the bucket that have no outbox row (saved while cloud was off, staged nowhere, or lost),
- * oldest first, `lost` ones last.
+ * Generations not in the bucket that have no outbox row — `lost` ones, or the others (saved while cloud was off,
+ * staged nowhere) — in id order after `afterId`, for paging.
  */
-export async function listUnstaged(tx: Tx, limit: number): Promise<GenerationRecord[]> {
+export async function listUnstaged(tx: Tx, limit: number, opts: { lost: boolean; afterId?: string }): Promise<GenerationRecord[]> {
   const rows = await tx.query<Row>(
     `select ${COLUMNS} from public.generations g
-     where upload_status in ('local', 'pending', 'failed', 'lost')
+     where (case when $2::bool then upload_status = 'lost' else upload_status in ('local', 'pending', 'failed') end)
+       and ($3::uuid is null or id > $3::uuid)
        and not exists (select 1 from codebegen_private.upload_outbox o where o.generation_id = g.id)
-     order by upload_status = 'lost', updated_at limit $1::int`,
-    [limit],
+     order by id limit $1::int`,
+    [limit, opts.lost, opts.afterId ?? null],
   );
   return rows.map(toRecord);
 }

@@ -4,13 +4,14 @@ import { AppError, ErrorCode, forbidden } from '../errors.ts';
 import { renderErrors } from './error-handling.ts';
 import type { Logger } from '../log.ts';
 import type { MaintenanceReport } from '../storage/maintenance.ts';
+import type { DeletionReport } from '../storage/deletions.ts';
 import type { DrainReport } from '../storage/upload-queue.ts';
 
 export interface MaintenanceAppDeps {
   authenticate: Authenticate;
   run: () => Promise<MaintenanceReport>;
   /** Uploads due outbox rows within the host's budget; absent with cloud off. */
-  drain?: () => Promise<DrainReport>;
+  drain?: () => Promise<DrainReport & { deletions: DeletionReport }>;
   log: Logger;
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { packGeneration, storageKey, type GenerationRef } from '../archive/generation-archive.ts';
+import type { Deletions } from './deletions.ts';
 import { refOf, type GenerationStorage } from './generation-storage.ts';
 import { buildManifest, canonicalJson, contentDigest } from '../archive/manifest.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
@@ -45,6 +46,8 @@ export interface GenerationServiceDeps {
   local: LocalStore;
   /** Where the bytes live afterwards: local only, or local + cloud. */
   storage: GenerationStorage;
+  /** Removes a deleted generation's copies once its delete has committed. */
+  deletions: Deletions;
   limits: Limits;
   log: Logger;
   now?: () => Date;
@@ -101,10 +104,20 @@ export class GenerationService {
           // Only the service role can see another owner's project; a user sees nothing (above).
           throw new AppError(ErrorCode.GenerationConflict, 409, `project ${input.projectId} belongs to another owner`);
         }
-        let version = input.version;
-        if (version === undefined) version = await repo.nextVersion(tx, input.projectId);
-        else if (await repo.versionTaken(tx, input.projectId, version)) {
-          throw new AppError(ErrorCode.VersionConflict, 409, `version ${version} of project ${input.projectId} already exists`);
+        // Under the project lock: the counter cannot move between this read and the insert (whose trigger moves it).
+        const last = await repo.lastVersion(tx, input.projectId);
+        const version = input.version ?? last + 1;
+        if (input.version !== undefined) {
+          if (await repo.versionTaken(tx, input.projectId, version)) {
+            throw new AppError(ErrorCode.VersionConflict, 409, `version ${version} of project ${input.projectId} already exists`);
+          }
+          if (version <= last) {
+            throw new AppError(
+              ErrorCode.VersionConflict,
+              409,
+              `version ${version} of project ${input.projectId} cannot be used: versions are never reused, even after a delete (the next is ${last + 1})`,
+            );
+          }
         }
         const ref: GenerationRef = { projectId: input.projectId, generationId, version };
         const createdAt = this.now();
@@ -223,19 +236,20 @@ export class GenerationService {
     return this.deps.storage.cloudUrl(record, expiresInSeconds);
   }
 
+  /**
+   * Deletes as the principal (RLS decides): the row and, by trigger, a tombstone commit together, so the generation
+   * is gone for its owner at once; then its copies are removed, and what cannot be removed now is retried later
+   * (the drain, maintenance). A delete cannot half-happen.
+   */
   async delete(principal: Principal, generationId: string): Promise<void> {
-    // RLS decides first; then the remote copy goes, outside any transaction (a Storage call may be slow). If it
-    // cannot be removed nothing else is touched, and the caller can simply repeat the delete.
-    await this.deps.storage.removeRemote(await this.get(principal, generationId));
-    await this.as(principal, async (tx) => {
-      const record = await repo.deleteGeneration(tx, generationId);
-      if (!record) throw generationNotFound();
-      // Inside the transaction: if a local copy cannot be removed, the row stays.
-      await this.deps.storage.remove(record);
-      this.deps.log.info('generation deleted', { generation_id: record.id, project_id: record.projectId, version: record.version });
+    const record = await this.as(principal, async (tx) => {
+      const deleted = await repo.deleteGeneration(tx, generationId);
+      if (!deleted) throw generationNotFound();
+      return deleted;
     });
+    this.deps.log.info('generation deleted', { generation_id: record.id, project_id: record.projectId, version: record.version });
+    await this.deps.deletions.afterDelete(record.id);
   }
-
 
   private toTreeFiles(input: Record<string, string>): TreeFile[] {
     const { maxFiles, maxFileBytes, maxGenerationBytes } = this.deps.limits;

@@ -29,10 +29,11 @@ export interface GenerationStorage {
   archive(record: GenerationRecord): Promise<Uint8Array>;
   /** A direct download URL from the cloud, or undefined when the caller should use our own signed URL. */
   cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined>;
-  /** Removes the remote copy, if any: called before the row's transaction, never inside it (it may be slow). */
-  removeRemote(record: GenerationRecord): Promise<void>;
-  /** Removes the copies on this server. Throws — and the caller keeps the row — when one cannot be removed. */
-  remove(record: GenerationRecord): Promise<void>;
+  /**
+   * Removes every copy of a deleted generation this host can reach (bucket object, local copy, cache entry), after
+   * its row's delete committed. Throws when one cannot be removed; its tombstone then stays for a retry.
+   */
+  removeCopies(ref: GenerationRef, storageKey: string): Promise<void>;
 }
 
 export const refOf = (r: GenerationRecord): GenerationRef => ({ projectId: r.projectId, generationId: r.id, version: r.version });
@@ -97,9 +98,7 @@ export class LocalGenerationStorage implements GenerationStorage {
     return undefined;
   }
 
-  async removeRemote(): Promise<void> {}
-
-  async remove(record: GenerationRecord): Promise<void> {
-    await this.local.remove(refOf(record));
+  async removeCopies(ref: GenerationRef): Promise<void> {
+    await this.local.remove(ref);
   }
 }

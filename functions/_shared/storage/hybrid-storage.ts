@@ -1,4 +1,4 @@
-import { generationDirName, unpackGeneration } from '../archive/generation-archive.ts';
+import { generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { UnpackLimits } from '../archive/tar-gz.ts';
 import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
@@ -115,14 +115,11 @@ export class HybridGenerationStorage implements GenerationStorage {
     }
   }
 
-  async removeRemote(record: GenerationRecord): Promise<void> {
-    // Whatever the status says, an upload may be under way or have landed; removing a missing object is fine.
-    await this.cloud.remove([record.storageKey]);
-  }
-
-  async remove(record: GenerationRecord): Promise<void> {
-    await this.cache.remove(refOf(record));
-    await this.local.remove(record);
+  async removeCopies(ref: GenerationRef, storageKey: string): Promise<void> {
+    await this.cache.remove(ref);
+    await this.local.removeCopies(ref);
+    // One try: a delete's first attempt must not wait out a Storage outage; the tombstone keeps the rest.
+    await this.cloud.remove([storageKey], { once: true });
   }
 
   private async fromCache(record: GenerationRecord): Promise<Uint8Array | undefined> {

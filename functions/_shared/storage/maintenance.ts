@@ -5,12 +5,17 @@ import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalStore } from '../stores/local-store.ts';
 import type { LocalGenerationStorage } from './generation-storage.ts';
 import type { Backlog } from '../db/outbox-repo.ts';
+import type { DeletionReport, Deletions } from './deletions.ts';
 import type { DrainBudget, UploadQueue } from './upload-queue.ts';
+
+/** An object with no row is removed once it is this old: older than any upload whose row is still being written. */
+export const ORPHAN_GRACE_MS = 3600_000;
 
 export interface MaintenanceDeps {
   db: Database;
   cache: LocalStore;
   local: LocalGenerationStorage;
+  deletions: Deletions;
   /** Present with cloud storage on. */
   cloud?: { store: CloudStore; uploads: UploadQueue; drainBudget: DrainBudget };
   maxCacheAgeHours: number;
@@ -25,7 +30,13 @@ export interface MaintenanceReport {
   uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number; reconciled: number; adopted: number } | null;
   /** What waits in the upload outbox after this run. */
   outbox: Backlog | null;
-  orphans: { objects_without_rows: string[]; rows_without_objects: string[] } | null;
+  /** Deletes whose copies were not all removed at once, finished now (or still failing). */
+  deletions: DeletionReport;
+  /**
+   * Bucket objects with no row (removed once older than ORPHAN_GRACE_MS: `removed_objects`), and rows recorded
+   * uploaded whose object is missing (reported: a replay of the save restores it).
+   */
+  orphans: { objects_without_rows: string[]; removed_objects: number; rows_without_objects: string[] } | null;
 }
 
 /**
@@ -37,14 +48,14 @@ export interface MaintenanceReport {
 export async function runMaintenance(deps: MaintenanceDeps): Promise<MaintenanceReport> {
   const now = deps.now ?? Date.now;
   const started = now();
-  const cache = await deps.cache.removeOlderThan(new Date(started - deps.maxCacheAgeHours * 3600_000));
+  const cache = await deps.cache.removeOlderThan(new Date(started - deps.maxCacheAgeHours * 3600_000), { apartFrom: deps.local.local.root, log: deps.log });
   let uploads: MaintenanceReport['uploads'] = null;
   let orphans: MaintenanceReport['orphans'] = null;
   let outbox: Backlog | null = null;
 
   if (deps.cloud) {
     const { store, uploads: queue } = deps.cloud;
-    const triage = await queue.triage(10_000);
+    const triage = await queue.triage();
     const drained = await queue.drain(deps.cloud.drainBudget);
     uploads = {
       retried: drained.claimed,
@@ -58,16 +69,25 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
 
     // Rows first: an upload finishing between the two reads then shows as neither kind of orphan.
     const rows = await deps.db.asService((tx) => repo.allKeys(tx));
-    const keys = await store.listKeys();
-    const inBucket = new Set(keys);
+    const objects = await store.listObjects();
+    const inBucket = new Set(objects.map((o) => o.key));
     const inTable = new Set(rows.map((r) => r.storageKey));
+    const unowned = objects.filter((o) => !inTable.has(o.key));
+    // Old enough that no save or upload can still be on its way to writing the row: nothing owns it.
+    const stale = unowned.filter((o) => o.updatedAt && now() - o.updatedAt.getTime() > ORPHAN_GRACE_MS).map((o) => o.key);
+    if (stale.length) {
+      await store.remove(stale);
+      deps.log.warn('orphan objects removed from the bucket', { count: stale.length, keys: stale.slice(0, 20) });
+    }
     orphans = {
-      objects_without_rows: keys.filter((k) => !inTable.has(k)),
+      objects_without_rows: unowned.map((o) => o.key),
+      removed_objects: stale.length,
       rows_without_objects: rows.filter((r) => r.uploaded && !inBucket.has(r.storageKey)).map((r) => r.id),
     };
   }
 
-  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, uploads, outbox, orphans };
+  const deletions = await deps.deletions.drain(1000);
+  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, uploads, outbox, deletions, orphans };
   deps.log.info('maintenance finished', {
     cache_removed: cache.removed,
     uploads_retried: uploads?.retried ?? 0,
@@ -76,6 +96,8 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
     outbox_oldest_age_seconds: outbox?.oldest_age_seconds ?? null,
     orphan_objects: orphans?.objects_without_rows.length ?? 0,
     orphan_rows: orphans?.rows_without_objects.length ?? 0,
+    orphan_objects_removed: orphans?.removed_objects ?? 0,
+    deletions_pending: deletions.pending,
     duration_ms: report.duration_ms,
   });
   return report;

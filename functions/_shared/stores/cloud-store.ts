@@ -16,12 +16,15 @@ export interface CloudStore {
   download(key: string): Promise<Uint8Array>;
   /** A URL anyone holding it can download from until it expires; the file is saved as `fileName`. */
   signedUrl(key: string, expiresInSeconds: number, fileName: string): Promise<string>;
-  /** Removes objects; a key that is already gone is not an error. */
-  remove(keys: readonly string[]): Promise<void>;
+  /** Removes objects; a key that is already gone is not an error. `once`: no retries (the caller retries later). */
+  remove(keys: readonly string[], opts?: { once?: boolean }): Promise<void>;
   /** Whether the bucket answers right now (one try, no retries): for health checks. */
   ping(): Promise<boolean>;
-  /** Every archive key in the bucket (`{project}/generations/*`), paging through the Storage API. For maintenance. */
-  listKeys(): Promise<string[]>;
+  /**
+   * Every archive in the bucket (`{project}/generations/*`), with when it was last written, paging through the
+   * Storage API. For maintenance.
+   */
+  listObjects(): Promise<{ key: string; updatedAt: Date | null }[]>;
 }
 
 export interface RetryPolicy {
@@ -91,9 +94,9 @@ export class SupabaseCloudStore implements CloudStore {
     return data!.signedUrl;
   }
 
-  async remove(keys: readonly string[]): Promise<void> {
+  async remove(keys: readonly string[], opts: { once?: boolean } = {}): Promise<void> {
     if (keys.length === 0) return;
-    await this.call('remove', () => this.client.from(this.bucket).remove([...keys]));
+    await this.call('remove', () => this.client.from(this.bucket).remove([...keys]), { once: opts.once });
   }
 
   async ping(): Promise<boolean> {
@@ -101,22 +104,24 @@ export class SupabaseCloudStore implements CloudStore {
     return !error && Boolean(data);
   }
 
-  async listKeys(): Promise<string[]> {
+  async listObjects(): Promise<{ key: string; updatedAt: Date | null }[]> {
     const page = 1000;
     const names = async (prefix: string) => {
-      const out: { name: string; id: string | null }[] = [];
+      const out: { name: string; id: string | null; updated_at?: string | null }[] = [];
       for (let offset = 0; ; offset += page) {
         const data = await this.call('list', () => this.client.from(this.bucket).list(prefix, { limit: page, offset, sortBy: { column: 'name', order: 'asc' } }));
         out.push(...(data ?? []));
         if (!data || data.length < page) return out;
       }
     };
-    const keys: string[] = [];
+    const objects: { key: string; updatedAt: Date | null }[] = [];
     for (const project of await names('')) {
       if (project.id !== null) continue; // a stray file at the top level is not a project folder
-      for (const o of await names(`${project.name}/generations`)) if (o.id !== null) keys.push(`${project.name}/generations/${o.name}`);
+      for (const o of await names(`${project.name}/generations`)) {
+        if (o.id !== null) objects.push({ key: `${project.name}/generations/${o.name}`, updatedAt: o.updated_at ? new Date(o.updated_at) : null });
+      }
     }
-    return keys;
+    return objects;
   }
 
   /** One Storage call: unwraps `{ data, error }`, translates the error, retries what is worth retrying. */
