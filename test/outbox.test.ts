@@ -366,3 +366,41 @@ describe.skipIf(!adminUrl)('leases on PostgreSQL 15 (two drainers, real row lock
     expect((await row(db, g.generation_id))!.upload_status).toBe('uploaded');
   });
 });
+
+describe('retry selection cannot starve', () => {
+  it("finds this host's own copy of a lost row behind 1 500 other lost rows, and uploads it", async () => {
+    const db = await migratedPGlite();
+    const ctx = await host(db);
+    try {
+      // 1 500 rows other hosts marked lost, none of which this host can help with
+      const other = randomUUID();
+      await db.asService(async (tx) => {
+        await tx.query('insert into projects (id, owner_id) values ($1::uuid, $2::uuid)', [other, alice]);
+        await tx.query(
+          `insert into generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes, archive_sha256, content_sha256, manifest, storage_key, upload_status)
+           select id, $1::uuid, $2::uuid, v, 1, 1, 1, repeat('a', 64), repeat('b', 64), '{}', $1::text || '/generations/v' || v || '__' || id || '.tar.gz', 'lost'
+           from (select gen_random_uuid() as id, v from generate_series(1, 1500) v) s`,
+          [other, alice],
+        );
+      });
+      // and one this host holds a local copy of, with an id that sorts after all of them
+      const body = { project_id: randomUUID(), generation_id: 'ffffffff-ffff-4fff-8fff-ffffffffffff', files: sampleFiles(3, 'mine') };
+      standIn.faults.failNext(1000, 503);
+      const g = await saved(ctx, body);
+      await ctx.uploads!.idle();
+      standIn.faults.clear();
+      await db.asService(async (tx) => {
+        await tx.query('delete from codebegen_private.upload_outbox where generation_id = $1::uuid', [g.generation_id]);
+        await tx.query(`update generations set upload_status = 'lost' where id = $1::uuid`, [g.generation_id]);
+      });
+      const report = await ctx.maintain();
+      expect(report.uploads).toMatchObject({ adopted: 1, uploaded: 1, marked_lost: 0 });
+      expect(await row(db, g.generation_id)).toMatchObject({ upload_status: 'uploaded', staged: false });
+      const stillLost = await db.asService((tx) => tx.query<{ n: number }>(`select count(*)::int as n from generations where upload_status = 'lost'`));
+      expect(stillLost[0]!.n).toBe(1500);
+    } finally {
+      await ctx.close();
+      await db.close();
+    }
+  }, 60_000);
+});

@@ -126,7 +126,7 @@ export class UploadQueue {
    * here: e.g. saved while cloud was off), then queues every outbox row that is due. Returns how many it queued.
    */
   async resume(limit = 1000): Promise<number> {
-    await this.adopt(limit);
+    for await (const r of this.unstaged(limit, false)) await this.adopt(r);
     const due = await this.db.asService((tx) => outbox.listDue(tx, new Date(this.now()), limit));
     for (const id of due) this.enqueue(id);
     if (due.length) this.log.info('uploads resumed', { count: due.length });
@@ -136,39 +136,48 @@ export class UploadQueue {
   /**
    * Sorts the rows not uploaded that have no outbox row: a verified local copy here is staged (adopted); an object
    * in the bucket that verifies marks the row uploaded (the upload landed, its reply did not); with neither, a row
-   * untouched for `lostAfterMs` is marked `lost` and logged as an error. Run by maintenance.
+   * untouched for `lostAfterMs` is marked `lost` and logged as an error. Rows already `lost` get one look each for a
+   * local copy, in pages, so however many other hosts marked lost, this host's own are found. Run by maintenance.
    */
-  async triage(limit = 1000): Promise<TriageReport> {
-    const report: TriageReport = { adopted: await this.adopt(limit), reconciled: 0, markedLost: 0 };
-    for (const r of await this.db.asService((tx) => repo.listUnstaged(tx, limit))) {
-      if (await this.bucketHolds(r).catch(() => false)) {
+  async triage(pageSize = 1000): Promise<TriageReport> {
+    const report: TriageReport = { adopted: 0, reconciled: 0, markedLost: 0 };
+    for await (const r of this.unstaged(pageSize, false)) {
+      if (await this.adopt(r)) report.adopted++;
+      else if (await this.bucketHolds(r).catch(() => false)) {
         if (await this.db.asService((tx) => repo.markUploaded(tx, r.id, r.archiveSha256))) {
           report.reconciled++;
           this.log.warn('upload found verified in the bucket: marked uploaded', { generation_id: r.id, key: r.storageKey });
         }
-      } else if (r.uploadStatus !== 'lost' && this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
+      } else if (this.now() - r.updatedAt.getTime() > this.opts.lostAfterMs) {
         await this.db.asService((tx) => repo.markLost(tx, r.id, 'no copy anywhere: no outbox row, no local copy, no object that verifies'));
         this.log.error('generation lost: no copy anywhere', { generation_id: r.id, key: r.storageKey });
         report.markedLost++;
       }
     }
+    for await (const r of this.unstaged(pageSize, true)) if (await this.adopt(r)) report.adopted++;
     return report;
   }
 
-  /** Stages the rows without an outbox row whose verified local copy this host holds. */
-  private async adopt(limit: number): Promise<number> {
-    let adopted = 0;
-    for (const r of await this.db.asService((tx) => repo.listUnstaged(tx, limit))) {
-      const bytes = await this.local.verifiedLocalArchive(r);
-      if (!bytes) continue;
-      await this.db.asService(async (tx) => {
-        await outbox.stage(tx, r.id, r.archiveSha256, bytes, new Date(this.now()));
-        await repo.markPending(tx, r.id);
-      });
-      adopted++;
+  /** Rows not uploaded and not staged (`lost` ones, or the others), page by page in id order. */
+  private async *unstaged(pageSize: number, lost: boolean): AsyncGenerator<GenerationRecord> {
+    for (let after: string | undefined; ; ) {
+      const page = await this.db.asService((tx) => repo.listUnstaged(tx, pageSize, { lost, afterId: after }));
+      yield* page;
+      if (page.length < pageSize) return;
+      after = page.at(-1)!.id;
     }
-    if (adopted) this.log.info('local copies staged for upload', { count: adopted });
-    return adopted;
+  }
+
+  /** Stages a row without an outbox row whose verified local copy this host holds; whether it did. */
+  private async adopt(r: GenerationRecord): Promise<boolean> {
+    const bytes = await this.local.verifiedLocalArchive(r);
+    if (!bytes) return false;
+    await this.db.asService(async (tx) => {
+      await outbox.stage(tx, r.id, r.archiveSha256, bytes, new Date(this.now()));
+      await repo.markPending(tx, r.id);
+    });
+    this.log.info('local copy staged for upload', { generation_id: r.id, was: r.uploadStatus });
+    return true;
   }
 
   /**

@@ -1,0 +1,124 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { appContext, JWT_SECRET, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
+import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+
+// Every byte served or uploaded is checked against the recorded sha256, on every tier: a local archive that was
+// tampered with or truncated is never served nor uploaded, the read falls through to the next good copy, and a
+// good bucket copy is never replaced by bad bytes.
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const alice = randomUUID();
+let A: string;
+let standIn: StandIn;
+let ctx: AppContext;
+
+beforeAll(async () => {
+  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
+  ctx = await appContext({ USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }, undefined, {
+    cloudRetry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 },
+  });
+  await ctx.cloud!.ensureBucket();
+  A = await userToken(alice);
+});
+afterAll(async () => {
+  await ctx.close();
+  await standIn.close();
+});
+beforeEach(() => standIn.faults.clear());
+
+type Saved = { generation_id: string; project_id: string; version: number; sha256: string };
+async function save(c: AppContext = ctx): Promise<Saved> {
+  const res = await c.app.request('http://storage.test/generations', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(5, randomUUID()) }),
+  });
+  expect(res.status).toBe(201);
+  const g = (await res.json()) as Saved;
+  await c.uploads?.idle();
+  return g;
+}
+async function download(id: string, c: AppContext = ctx) {
+  const res = await c.app.request(`http://storage.test/generations/${id}/download`, { headers: { authorization: `Bearer ${A}` } });
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  return { status: res.status, sha: sha256(bytes), bytes: bytes.byteLength, header: res.headers.get('x-checksum-sha256') };
+}
+const dirOf = (c: AppContext, g: Saved) => join(c.config.storagePath, g.project_id, 'generations', `v${g.version}__${g.generation_id}`);
+const flipByte = (path: string, at = 40) => {
+  const b = readFileSync(path);
+  b[at] = b[at]! ^ 0xff;
+  writeFileSync(path, b);
+};
+const objectOf = (g: Saved) => standIn.objectPath('codebegen-projects', `${g.project_id}/generations/v${g.version}__${g.generation_id}.tar.gz`);
+
+describe('a local archive that fails its sha256', () => {
+  for (const [name, spoil] of [
+    ['a flipped byte', (p: string) => flipByte(p)],
+    ['truncated to 0 bytes', (p: string) => truncateSync(p, 0)],
+  ] as const) {
+    it(`(${name}) is never served: the folder packs to the right bytes, or the bucket has them`, async () => {
+      const g = await save();
+      spoil(`${dirOf(ctx, g)}.tar.gz`);
+      expect(await download(g.generation_id)).toMatchObject({ status: 200, sha: g.sha256, header: g.sha256 });
+      // the folder is gone too: the bucket's copy, verified
+      rmSync(dirOf(ctx, g), { recursive: true });
+      spoil(`${dirOf(ctx, g)}.tar.gz`);
+      expect(await download(g.generation_id)).toMatchObject({ status: 200, sha: g.sha256 });
+    });
+  }
+
+  it('and no good copy anywhere: 502, never the bad bytes', async () => {
+    const g = await save();
+    rmSync(dirOf(ctx, g), { recursive: true });
+    flipByte(`${dirOf(ctx, g)}.tar.gz`);
+    rmSync(join(ctx.config.cachePath, g.project_id), { recursive: true, force: true });
+    writeFileSync(objectOf(g), 'not the archive');
+    const got = await download(g.generation_id);
+    expect(got.status).toBe(502);
+    expect(got.sha).not.toBe(g.sha256);
+  });
+
+  it('is never uploaded, and a good bucket copy is never replaced by bad bytes', async () => {
+    standIn.faults.failNext(1000, 503);
+    const pending = await save();
+    standIn.faults.clear();
+    flipByte(`${dirOf(ctx, pending)}.tar.gz`);
+    rmSync(dirOf(ctx, pending), { recursive: true }); // no folder to pack again: the outbox has the bytes
+    ctx.clock.offset += 60_000;
+    expect(await ctx.uploads!.drain({ maxMs: 10_000, maxBytes: 1 << 30, maxRows: 10 })).toMatchObject({ uploaded: 1, failed: 0 });
+    expect(sha256(readFileSync(objectOf(pending)))).toBe(pending.sha256);
+
+    // uploaded already; its local archive goes bad; an upload runs again (as after a lost reply): the good object stays
+    const done = await save();
+    flipByte(`${dirOf(ctx, done)}.tar.gz`);
+    await ctx.db.asService(async (tx) => {
+      const [{ archive }] = (await tx.query<{ archive: Uint8Array }>('select $1::bytea as archive', [readFileSync(`${dirOf(ctx, done)}.tar.gz`)])) as [{ archive: Uint8Array }];
+      // the outbox holds the same bad bytes: nothing good is left on this host
+      await tx.query(`update generations set upload_status = 'failed' where id = $1::uuid`, [done.generation_id]);
+      await tx.query(`insert into codebegen_private.upload_outbox (generation_id, archive, archive_sha256) values ($1::uuid, $2::bytea, $3)`, [done.generation_id, archive, done.sha256]);
+    });
+    rmSync(dirOf(ctx, done), { recursive: true });
+    expect(await ctx.uploads!.drain({ maxMs: 10_000, maxBytes: 1 << 30, maxRows: 10 })).toMatchObject({ failed: 1 });
+    expect(sha256(readFileSync(objectOf(done)))).toBe(done.sha256);
+  });
+});
+
+describe('cloud off', () => {
+  it('a tampered archive beside a good folder is passed over for the folder packed again; both bad is a 500, never the bytes', async () => {
+    const off = await appContext();
+    try {
+      const g = await save(off);
+      flipByte(`${dirOf(off, g)}.tar.gz`);
+      expect(await download(g.generation_id, off)).toMatchObject({ status: 200, sha: g.sha256 });
+      writeFileSync(join(dirOf(off, g), 'source', 'README.md'), 'changed behind our back\n');
+      const got = await download(g.generation_id, off);
+      expect(got.status).toBe(500);
+      expect(got.sha).not.toBe(g.sha256);
+    } finally {
+      await off.close();
+    }
+  });
+});
