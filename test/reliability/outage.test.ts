@@ -168,6 +168,66 @@ describe.skipIf(!ready)('reliability: a Storage outage with every disk lost', ()
       expect(outboxLeft).toBe(0);
     } finally {
       await sql.end();
+      // nothing of this scenario may drain the next one's rows
+      maintenance.child.kill('SIGKILL');
+      await fresh.kill('SIGKILL');
     }
   }, 600_000 + OUTAGE_SECONDS * 1000);
+
+  it('the fault scenario on the edge: a seeded 30 % of Storage requests fail in every way while 40 saves arrive and while they drain; all 201, all end uploaded', async () => {
+    const kinds = [500, 503, 429, 'drop', 'cut', 'hang'] as const;
+    const edge = await startEntry('functions/generations/index.ts', edgeEnv('edge-faults'));
+    children.push(edge.child);
+    const auth = { authorization: `Bearer ${await userToken(randomUUID())}`, 'content-type': 'application/json' };
+    const earlier = { ...standIn.faults.injected };
+    standIn.faults.failShare(0.3, [...kinds], { seed: 11, hangMs: 1_500 });
+    const answers = await mapLimit(Array.from({ length: 40 }, (_, i) => i), 8, async (i) => {
+      const res = await fetch(`${edge.base}/generations`, { method: 'POST', headers: auth, body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(6, `faults-${i}`) }) });
+      return { status: res.status, ...((await res.json()) as { generation_id: string; sha256: string }) };
+    });
+    expect(answers.filter((a) => a.status !== 201)).toEqual([]);
+    // the worker's own background uploads are meeting the faults when it dies, /tmp and all
+    const injected = Object.fromEntries(Object.entries(standIn.faults.injected).map(([k, n]) => [k, n - (earlier[k] ?? 0)]).filter(([, n]) => Number(n) > 0));
+    edge.child.kill('SIGKILL');
+    rmSync(join(dir.path, 'edge-faults'), { recursive: true, force: true });
+    // the faults go on while the drain works
+
+    const maintenance = await startEntry('functions/storage-maintenance/index.ts', edgeEnv('edge-faults-2'));
+    children.push(maintenance.child);
+    const sql = postgres(scratch.url, { max: 1, onnotice: () => {} });
+    const S = { authorization: `Bearer ${await serviceToken()}` };
+    try {
+      const ids = answers.map((a) => a.generation_id);
+      const left = async () => Number((await sql`select count(*)::int as n from generations where id = any(${ids}::uuid[]) and upload_status <> 'uploaded'`)[0]!.n);
+      let calls = 0;
+      for (let i = 0; i < 240 && (await left()) > 0; i++) {
+        await fetch(`${maintenance.base}/storage-maintenance/drain`, { method: 'POST', headers: S });
+        calls++;
+        await sleep(500);
+      }
+      let verified = 0;
+      for (const a of answers) {
+        const [r] = await sql`select upload_status, project_id::text, version from generations where id = ${a.generation_id}`;
+        const object = readFileSync(standIn.objectPath(BUCKET, `${r!.project_id}/generations/v${r!.version}__${a.generation_id}.tar.gz`));
+        if (r!.upload_status === 'uploaded' && sha256(object) === a.sha256) verified++;
+      }
+      standIn.faults.clear();
+      const injectedInAll = Object.fromEntries(Object.entries(standIn.faults.injected).map(([k, n]) => [k, n - (earlier[k] ?? 0)]).filter(([, n]) => Number(n) > 0));
+      const figures = report('outage-edge-faults', {
+        saves: answers.length,
+        answered_201: answers.filter((a) => a.status === 201).length,
+        fault_share: 0.3,
+        faults_injected_while_saving: injected,
+        faults_injected_in_all: injectedInAll,
+        drain_calls: calls,
+        uploaded_and_verified: verified,
+        lost: answers.length - verified,
+      });
+      expect(figures.lost).toBe(0);
+      expect(figures.drain_calls, 'the kill left uploads for the drain').toBeGreaterThan(0);
+    } finally {
+      standIn.faults.clear();
+      await sql.end();
+    }
+  }, 300_000);
 });
