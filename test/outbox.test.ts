@@ -348,6 +348,25 @@ describe.skipIf(!adminUrl)('leases on PostgreSQL 15 (two drainers, real row lock
     }
   });
 
+  it("a replay on another host leaves a row another drainer holds alone", async () => {
+    const body = { project_id: randomUUID(), generation_id: randomUUID(), files: sampleFiles(3, 'held') };
+    standIn.faults.failNext(1000, 503);
+    const g = await saved(a, body);
+    await a.uploads!.idle();
+    standIn.faults.clear();
+    const now = Date.now() + b.clock.offset;
+    await db.asService((tx) => tx.query(
+      `update codebegen_private.upload_outbox set lease_owner = 'drainer-busy', lease_expires_at = $2::timestamptz, next_attempt_at = $3::timestamptz where generation_id = $1::uuid`,
+      [g.generation_id, new Date(now + 10 * 60_000).toISOString(), new Date(now).toISOString()],
+    ));
+    const replay = await save(b, body);
+    expect(replay.status).toBe(201);
+    await b.uploads!.idle();
+    expect(uploadsOf(g)).toBe(0);
+    expect((await row(db, g.generation_id))!.upload_status).toBe('failed');
+    await db.asService((tx) => tx.query('delete from generations where id = $1::uuid', [g.generation_id]));
+  });
+
   it('a lease held by a drainer that died is taken over once it expires, not before', async () => {
     standIn.faults.failNext(1000, 503);
     const g = await saved(a);

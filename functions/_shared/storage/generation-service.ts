@@ -81,6 +81,8 @@ export class GenerationService {
     const contentSha256 = contentDigest(files, metadata);
     // Set once local files are placed: from then on a failure may hide a commit that happened (see below).
     let written: GenerationRef | undefined;
+    // Whether this transaction staged the archive (and with it the first claim on its upload).
+    let staged = false;
     try {
       const result = await this.as(principal, async (tx): Promise<SaveResult> => {
         await repo.lockProject(tx, input.projectId);
@@ -96,6 +98,7 @@ export class GenerationService {
           // A replay of a generation whose bytes are gone (lost, or removed after a commit whose outcome was
           // unknown): the caller sent them again, so restore them instead of confirming a loss.
           const restored = await this.restore(tx, existing, files, (ref) => (written = ref));
+          staged = true;
           return { record: restored, created: false };
         }
         const owner = await repo.ensureProject(tx, input.projectId, ownerId);
@@ -143,6 +146,7 @@ export class GenerationService {
         });
         // Cloud on, the archive's bytes commit with the row (the upload outbox): durable beyond this host.
         await this.deps.storage.stage(tx, record, archive.bytes);
+        staged = true;
         // Files last, inside the transaction: if they cannot be written, the row is rolled back too.
         await this.deps.local.write(ref, manifest, files, archive.bytes);
         written = ref;
@@ -156,7 +160,7 @@ export class GenerationService {
         return { record, created: true };
       });
       // Committed: now, and only now, the background work may start.
-      if (result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record);
+      if (result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record, staged);
       return result;
     } catch (err) {
       if (written) {
@@ -169,7 +173,7 @@ export class GenerationService {
           throw new AppError(ErrorCode.StorageUnavailable, 503, 'the database did not confirm the save: send it again', { cause: err });
         } else {
           this.deps.log.warn('commit reported failed but the row is there: saved', { generation_id: written.generationId, error: err });
-          if (outcome.uploadStatus !== 'uploaded') this.deps.storage.saved(outcome);
+          if (outcome.uploadStatus !== 'uploaded') this.deps.storage.saved(outcome, staged);
           return { record: outcome, created: true };
         }
       }

@@ -23,8 +23,11 @@ export interface GenerationStorage {
   durable(tx: Tx, record: GenerationRecord): Promise<boolean>;
   /** Whether this host holds the generation (archive or folder). */
   hasLocalCopy(record: GenerationRecord): Promise<boolean>;
-  /** The row and local files are committed: start whatever happens in the background (uploads). */
-  saved(record: GenerationRecord): void;
+  /**
+   * The row is committed: start whatever happens in the background (uploads). `staged`: this save's transaction
+   * staged the archive (a new save, or a replay that restored it), so this host holds its first claim.
+   */
+  saved(record: GenerationRecord, staged: boolean): void;
   /** The archive's exact bytes, the ones `archive_sha256` names. */
   archive(record: GenerationRecord): Promise<Uint8Array>;
   /** A direct download URL from the cloud, or undefined when the caller should use our own signed URL. */

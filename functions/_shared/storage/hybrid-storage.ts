@@ -55,8 +55,8 @@ export class HybridGenerationStorage implements GenerationStorage {
     return this.local.hasLocalCopy(record);
   }
 
-  saved(record: GenerationRecord): void {
-    this.uploads.enqueue(record, { claimed: true });
+  saved(record: GenerationRecord, staged: boolean): void {
+    this.uploads.enqueue(record, { claimed: staged });
   }
 
   async archive(record: GenerationRecord): Promise<Uint8Array> {
