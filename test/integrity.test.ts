@@ -52,6 +52,7 @@ const flipByte = (path: string, at = 40) => {
   b[at] = b[at]! ^ 0xff;
   writeFileSync(path, b);
 };
+const del = (id: string) => ctx.app.request(`http://storage.test/generations/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${A}` } });
 const objectOf = (g: Saved) => standIn.objectPath('codebegen-projects', `${g.project_id}/generations/v${g.version}__${g.generation_id}.tar.gz`);
 
 describe('a local archive that fails its sha256', () => {
@@ -120,5 +121,35 @@ describe('cloud off', () => {
     } finally {
       await off.close();
     }
+  });
+});
+
+describe('concurrent reads', () => {
+  it('are joined by the bytes they read, not by id alone: a generation deleted and saved again under its id never gets the old read', async () => {
+    const id = randomUUID();
+    const post = (project: string, tag: string) =>
+      ctx.app.request('http://storage.test/generations', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ project_id: project, generation_id: id, files: sampleFiles(4, tag) }),
+      });
+    const oldRes = await post(randomUUID(), 'old');
+    expect(oldRes.status).toBe(201);
+    const old = (await oldRes.json()) as Saved;
+    await ctx.uploads!.idle();
+    rmSync(join(ctx.config.storagePath, old.project_id), { recursive: true, force: true });
+    rmSync(join(ctx.config.cachePath, old.project_id), { recursive: true, force: true });
+
+    // A slow cold read of the old generation: its download from the bucket is held.
+    standIn.faults.delayNext(1, 1_000);
+    const slow = download(old.generation_id);
+    await new Promise((r) => setTimeout(r, 150));
+    // Meanwhile it is deleted and saved again under the same id, with other files, in another project.
+    expect((await del(old.generation_id)).status).toBe(204);
+    const fresh = (await (await post(randomUUID(), 'new')).json()) as Saved;
+    expect(fresh.sha256).not.toBe(old.sha256);
+    rmSync(join(ctx.config.storagePath, fresh.project_id), { recursive: true, force: true });
+    expect(await download(fresh.generation_id)).toMatchObject({ status: 200, sha: fresh.sha256, header: fresh.sha256 });
+    await slow; // whatever the old read ends with, it never answered for the new generation
   });
 });
