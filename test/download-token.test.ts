@@ -11,6 +11,7 @@ const JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
 const AUDIENCE = 'codebegen-storage/download';
 const T0 = 1_800_000_000_000; // a whole second, in ms
 const TTL = 300;
+const SHA = 'ab'.repeat(32); // the archive a link is for
 
 const key = downloadKey({ jwtSecret: JWT_SECRET });
 const clockAt = (ms: number) => {
@@ -40,20 +41,20 @@ describe('createDownloadSigner', () => {
     const { signer } = clockAt(T0);
     const gid = randomUUID();
     const owner = randomUUID();
-    const { token, expiresAt } = await signer.sign({ generationId: gid, ownerId: owner });
+    const { token, expiresAt } = await signer.sign({ generationId: gid, ownerId: owner, archiveSha256: SHA });
     expect(signer.ttlSeconds).toBe(TTL);
     expect(expiresAt.getTime()).toBe(T0 + TTL * 1000);
-    expect(await signer.verify(token, gid)).toEqual({ generationId: gid, ownerId: owner });
+    expect(await signer.verify(token, gid)).toEqual({ generationId: gid, ownerId: owner, archiveSha256: SHA });
 
     // what is inside: HS256, our audience, the generation and owner, iat/exp from the injected clock
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'HS256', typ: 'JWT' });
-    expect(decodeJwt(token)).toEqual({ gid, sub: owner, aud: AUDIENCE, iat: T0 / 1000, exp: T0 / 1000 + TTL });
+    expect(decodeJwt(token)).toEqual({ gid, sha: SHA, sub: owner, aud: AUDIENCE, iat: T0 / 1000, exp: T0 / 1000 + TTL });
   });
 
   it('is valid until the last second of its ttl, then 401 download_token_expired', async () => {
     const { clock, signer } = clockAt(T0 + 400); // iat is floored to the second
     const gid = randomUUID();
-    const { token, expiresAt } = await signer.sign({ generationId: gid, ownerId: randomUUID() });
+    const { token, expiresAt } = await signer.sign({ generationId: gid, ownerId: randomUUID(), archiveSha256: SHA });
     expect(expiresAt.getTime()).toBe(T0 + TTL * 1000);
 
     clock.now = T0 + TTL * 1000 - 1;
@@ -76,7 +77,7 @@ describe('createDownloadSigner', () => {
     const { signer } = clockAt(T0);
     const gid = randomUUID();
     const other = randomUUID();
-    const { token } = await signer.sign({ generationId: gid, ownerId: randomUUID() });
+    const { token } = await signer.sign({ generationId: gid, ownerId: randomUUID(), archiveSha256: SHA });
     const [h, p, s] = token.split('.') as [string, string, string];
     const payload = JSON.parse(unb64url(p)) as Record<string, unknown>;
     expect(payload.gid).toBe(gid);
@@ -96,7 +97,7 @@ describe('createDownloadSigner', () => {
   it('a token for another generation is 401 invalid_download_token', async () => {
     const { signer } = clockAt(T0);
     const gid = randomUUID();
-    const { token } = await signer.sign({ generationId: gid, ownerId: randomUUID() });
+    const { token } = await signer.sign({ generationId: gid, ownerId: randomUUID(), archiveSha256: SHA });
     await expectInvalid(signer.verify(token, randomUUID()));
     await expectInvalid(signer.verify(token, gid.toUpperCase()));
     await expectInvalid(signer.verify(token, ''));
@@ -105,7 +106,7 @@ describe('createDownloadSigner', () => {
   it('a token signed with another secret is 401 invalid_download_token', async () => {
     const gid = randomUUID();
     const otherSigner = createDownloadSigner(downloadKey({ jwtSecret: `${JWT_SECRET}-other` }), TTL, () => T0);
-    const { token } = await otherSigner.sign({ generationId: gid, ownerId: randomUUID() });
+    const { token } = await otherSigner.sign({ generationId: gid, ownerId: randomUUID(), archiveSha256: SHA });
     await expect(otherSigner.verify(token, gid)).resolves.toMatchObject({ generationId: gid });
     await expectInvalid(clockAt(T0).signer.verify(token, gid));
   });
@@ -114,7 +115,7 @@ describe('createDownloadSigner', () => {
     const { signer } = clockAt(T0);
     const gid = randomUUID();
     const jwt = (aud: string | undefined) => {
-      const b = new SignJWT({ gid, role: 'authenticated' })
+      const b = new SignJWT({ gid, sha: SHA, role: 'authenticated' })
         .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
         .setSubject(randomUUID())
         .setIssuedAt(T0 / 1000)
@@ -178,7 +179,7 @@ describe('downloadKey', () => {
     const gid = randomUUID();
     const derived = createDownloadSigner(downloadKey({ jwtSecret: JWT_SECRET }), TTL, () => T0);
     const explicit = createDownloadSigner(downloadKey({ downloadTokenSecret: 'dl-secret-0123456789abcdef0123456789', jwtSecret: JWT_SECRET }), TTL, () => T0);
-    const { token } = await derived.sign({ generationId: gid, ownerId: randomUUID() });
+    const { token } = await derived.sign({ generationId: gid, ownerId: randomUUID(), archiveSha256: SHA });
     await expectInvalid(explicit.verify(token, gid));
   });
 

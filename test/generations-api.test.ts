@@ -292,6 +292,19 @@ describe('GET /generations/:id, download and DELETE', () => {
     expect((await req(g.download_url.replace('http://storage.test/functions/v1/generations', ''))).status).toBe(404);
   });
 
+  it('never revives an old download link: deleted and saved again under its id, even in another project, the old link is 404', async () => {
+    const id = randomUUID();
+    const first = await save(A, { project_id: randomUUID(), generation_id: id, files: sampleFiles(3, 'first') });
+    expect((await req(`/${id}`, { method: 'DELETE', token: A })).status).toBe(204);
+    const second = await save(A, { project_id: randomUUID(), generation_id: id, files: sampleFiles(3, 'second') });
+    expect(second.sha256).not.toBe(first.sha256);
+    const old = await req(first.download_url.replace('http://storage.test/functions/v1/generations', ''));
+    expect(old.status).toBe(404);
+    expect(((await old.json()) as { error: { code: string } }).error.code).toBe('generation_not_found');
+    const fresh = await req(second.download_url.replace('http://storage.test/functions/v1/generations', ''));
+    expect(sha256(new Uint8Array(await fresh.arrayBuffer()))).toBe(second.sha256);
+  });
+
   it('re-packs a missing stored archive from the folder and proves it is the same bytes', async () => {
     const g = await save(A, { project_id: randomUUID(), files: sampleFiles(4) });
     const { rmSync } = await import('node:fs');

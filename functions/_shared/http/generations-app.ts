@@ -83,7 +83,7 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
   const full = async (r: GenerationRecord) => {
     const cloud = await service.cloudUrl(r, deps.downloads.ttlSeconds);
     const local = async () => {
-      const { token } = await deps.downloads.sign({ generationId: r.id, ownerId: r.ownerId });
+      const { token } = await deps.downloads.sign({ generationId: r.id, ownerId: r.ownerId, archiveSha256: r.archiveSha256 });
       return `${functionUrl}/${r.id}/download?token=${encodeURIComponent(token)}`;
     };
     const { storage, ...rest } = summary(r);
@@ -165,13 +165,15 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
     const id = idParam(c);
     const token = c.req.query('token');
     let who: Principal;
+    let archiveSha256: string | undefined;
     if (token !== undefined) {
       const grant = await deps.downloads.verify(token, id);
       who = { kind: 'user', userId: grant.ownerId, claims: { sub: grant.ownerId, role: 'authenticated' } };
+      archiveSha256 = grant.archiveSha256;
     } else {
       who = await principal(c);
     }
-    const { record, bytes } = await service.archive(who, id);
+    const { record, bytes } = await service.archive(who, id, archiveSha256);
     const etag = `"${record.archiveSha256}"`;
     if (c.req.header('if-none-match') === etag) return c.body(null, 304, { etag });
     const name = `${generationDirName({ version: record.version, generationId: record.id })}.tar.gz`;

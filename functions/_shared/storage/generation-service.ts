@@ -229,9 +229,14 @@ export class GenerationService {
     return record;
   }
 
-  /** The archive's exact bytes (the ones `archive_sha256` names) for a generation the principal may read. */
-  async archive(principal: Principal, generationId: string): Promise<{ record: GenerationRecord; bytes: Uint8Array }> {
+  /**
+   * The archive's exact bytes (the ones `archive_sha256` names) for a generation the principal may read; with
+   * `archiveSha256` (a download link's), only if the generation still holds those bytes — else it is not the one
+   * the link was made for (deleted, and saved again under its id), and that one is gone: 404.
+   */
+  async archive(principal: Principal, generationId: string, archiveSha256?: string): Promise<{ record: GenerationRecord; bytes: Uint8Array }> {
     const record = await this.get(principal, generationId);
+    if (archiveSha256 !== undefined && archiveSha256 !== record.archiveSha256) throw generationNotFound();
     return { record, bytes: await this.deps.storage.archive(record) };
   }
 
