@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unpackTree } from '../functions/_shared/archive/tar-gz.ts';
@@ -197,6 +197,41 @@ describe('POST /generations (the save callback)', () => {
     expect(error.code).toBe(code);
     if (message) expect(error.message).toMatch(message);
     expect(await snapshot()).toEqual(before);
+  });
+});
+
+describe('POST /generations refuses what it would have to alter', () => {
+  it('a body that is not valid UTF-8: 400 naming where, nothing written', async () => {
+    const before = await snapshot();
+    const head = new TextEncoder().encode(`{"project_id":"${randomUUID()}","files":{"a.py":"x = '`);
+    const body = new Uint8Array([...head, 0xff, 0xfe, ...new TextEncoder().encode(`'"}}`)]);
+    const res = await req('', { method: 'POST', token: A, headers: { 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(400);
+    expect(await errorOf(res)).toEqual({ code: 'invalid_json', message: `body is not valid UTF-8 (at byte ${head.length}, in the value of "a.py")` });
+    expect(await snapshot()).toEqual(before);
+  });
+
+  for (const [what, raw] of [
+    ['an integer beyond 2^53', '9007199254740993'],
+    ['a number JSON turns into Infinity', '1e400'],
+    ['a negative one', '-1e400'],
+  ] as const) {
+    it(`metadata with ${what} (${raw}): 400, not silently changed`, async () => {
+      const before = await snapshot();
+      const res = await post(`{"project_id":"${randomUUID()}","files":{"a.py":"x"},"metadata":{"seed":${raw}}}`, A);
+      expect(res.status).toBe(400);
+      expect((await errorOf(res)).message).toMatch(/^metadata: .*(integer beyond|too large)/);
+      expect(await snapshot()).toEqual(before);
+    });
+  }
+
+  it('keeps numbers JSON carries exactly, as sent', async () => {
+    const metadata = { big: 9007199254740991, neg: -9007199254740991, tenth: 0.1, tiny: 5e-324, small: 1.5e-300 };
+    const g = await save(A, { project_id: randomUUID(), files: { 'a.py': 'x' }, metadata });
+    const got = (await (await req(`/${g.generation_id}`, { token: A })).json()) as { metadata?: unknown };
+    const manifest = JSON.parse(readFileSync(join(ctx.storage, g.storage.local_path, 'manifest.json'), 'utf8')) as { metadata: unknown };
+    expect(manifest.metadata).toEqual(metadata);
+    if (got.metadata !== undefined) expect(got.metadata).toEqual(metadata);
   });
 });
 

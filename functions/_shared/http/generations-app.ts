@@ -116,12 +116,7 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
       if (!/^application\/json\b/i.test(type)) {
         throw new AppError(ErrorCode.UnsupportedMediaType, 415, 'content-type must be application/json');
       }
-      let json: unknown;
-      try {
-        json = await c.req.json();
-      } catch {
-        throw badRequest('body is not valid JSON', ErrorCode.InvalidJson);
-      }
+      const json = parseJsonBody(new Uint8Array(await c.req.arrayBuffer()));
       // Checked on the raw JSON: zod's records, like every JS object, would silently drop a "__proto__" key.
       if (isObject(json)) {
         if (isObject(json.files) && Object.hasOwn(json.files, '__proto__')) throw invalidPath('files["__proto__"]: reserved name');
@@ -218,3 +213,42 @@ function decodeCursor(cursor: string): number {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The body as JSON, refused rather than altered: bytes that are not valid UTF-8 would otherwise be stored as
+ * U+FFFD. The 400 names where: the byte offset and the last key before it.
+ */
+export function parseJsonBody(bytes: Uint8Array): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    const before = new TextDecoder().decode(bytes.subarray(0, at));
+    const key = [...before.matchAll(/"((?:[^"\\]|\\.){0,200})"\s*:/g)].at(-1)?.[1];
+    throw badRequest(`body is not valid UTF-8 (at byte ${at}${key === undefined ? '' : `, in the value of "${key}"`})`, ErrorCode.InvalidJson);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw badRequest('body is not valid JSON', ErrorCode.InvalidJson);
+  }
+}
+
+/** The offset of the first byte that does not start or continue a well-formed UTF-8 sequence. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const x = b[i]!;
+    const n = x < 0x80 ? 1 : x >= 0xc2 && x <= 0xdf ? 2 : x >= 0xe0 && x <= 0xef ? 3 : x >= 0xf0 && x <= 0xf4 ? 4 : 0;
+    if (n === 0) return i;
+    try {
+      utf8.decode(b.subarray(i, i + n));
+    } catch {
+      return i;
+    }
+    i += n;
+  }
+  return b.length;
+}
