@@ -252,6 +252,33 @@ describe('GET /generations (list)', () => {
     expect(seen).toEqual([5, 4, 3, 2, 1]);
   });
 
+  it('accepts every cursor it hands out, up to the largest version a row can hold', async () => {
+    const project = randomUUID();
+    const g = await save(A, { project_id: project, files: sampleFiles(2) });
+    // the migration may register versions above the API's own limit (1 000 000 000); a row holds up to 2^31 - 1
+    for (const v of [1_000_000_002, 2_147_483_646, 2_147_483_647]) {
+      await ctx.db.asService((tx) =>
+        tx.query(
+          `insert into generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes, archive_sha256, content_sha256, manifest, storage_key, upload_status)
+           select n.id, g.project_id, g.owner_id, $2::int, g.file_count, g.total_size_bytes, g.archive_size_bytes, g.archive_sha256, g.content_sha256, g.manifest,
+             g.project_id::text || '/generations/v' || $2::int || '__' || n.id || '.tar.gz', 'local'
+           from generations g, (select gen_random_uuid() as id) n where g.id = $1::uuid`,
+          [g.generation_id, v],
+        ),
+      );
+    }
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await req(`?project_id=${project}&limit=1${cursor ? `&cursor=${cursor}` : ''}`, { token: A });
+      expect(res.status, cursor ?? '').toBe(200);
+      const page = (await res.json()) as { items: { version: number }[]; next_cursor: string | null };
+      seen.push(...page.items.map((i) => i.version));
+      cursor = page.next_cursor;
+    } while (cursor);
+    expect(seen).toEqual([2_147_483_647, 2_147_483_646, 1_000_000_002, 1]);
+  });
+
   it("answers 404 for another user's project and for none, 400 for bad queries", async () => {
     const project = randomUUID();
     await save(A, { project_id: project, files: sampleFiles(2) });

@@ -136,4 +136,27 @@ describe('normaliseFileSet', () => {
     expect(invalidPathMessage(() => normaliseFileSet(['ok.txt', '/abs'], 'upload'))).toBe('upload["/abs"]: must be relative, not absolute');
     expect(invalidPathMessage(() => normaliseFileSet(['a', 'a'], 'upload'))).toMatch(/^upload: /);
   });
+
+  it.each(['CON', 'nul.py', 'app/Aux.txt', 'lpt1', 'COM9.tar.gz', 'x/PRN', 'com¹.txt'])('rejects the Windows device name in %j', (p) => {
+    expect(invalidPathMessage(() => normaliseFileSet([p]))).toMatch(/a Windows device name/);
+  });
+
+  it.each(['console.py', 'nullable.py', 'auxiliary/a', 'com10.txt', 'lpt', 'my_con.py'])('accepts %j, which only looks like a device name', (p) => {
+    expect(normaliseFileSet([p])).toEqual([p]);
+  });
+
+  it('checks deep paths in time linear in the input, not in depth squared', () => {
+    const deep = (levels: number, n: number) => Array.from({ length: n }, (_, i) => `${'a/'.repeat(levels)}f${i}`);
+    const time = (paths: string[]) => {
+      const t0 = performance.now();
+      normaliseFileSet(paths);
+      return performance.now() - t0;
+    };
+    time(deep(10, 200)); // warm-up
+    // the same number of characters, once as shallow paths and once 500 levels deep
+    const shallow = time(Array.from({ length: 1500 }, (_, i) => `${'abcdefghij/'.repeat(9)}${'x'.repeat(12)}${i}`.slice(0, 1010)));
+    const deepMs = time(deep(500, 1500));
+    expect(deepMs, `deep ${deepMs.toFixed(1)} ms vs shallow ${shallow.toFixed(1)} ms`).toBeLessThan(Math.max(20 * shallow, 250));
+  });
 });
+

@@ -2,13 +2,15 @@ import { invalidPath } from './errors.ts';
 
 const MAX_PATH_LENGTH = 1024;
 const MAX_SEGMENT_BYTES = 255;
+/** CON, PRN, AUX, NUL, COM1–9, LPT1–9 (also with ¹²³), alone or before an extension, in any case: devices on Windows. */
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[1-9¹²³]|lpt[1-9¹²³])(\.[^.]*)*$/i;
 const utf8 = new TextEncoder();
 
 /**
  * Normalises a caller-supplied relative file path ("a//b/./c" -> "a/b/c") or throws a 400 `invalid_path`.
  * Rejects what could escape a folder or mean different things on different systems: absolute paths, drive
- * letters, `..`, backslashes, NUL and control characters, Windows-reserved characters, names ending in "." or " ",
- * and directories (trailing `/` or `/.`).
+ * letters, `..`, backslashes, NUL and control characters, Windows-reserved characters and device names (`CON`,
+ * `nul.py`), names ending in "." or " ", and directories (trailing `/` or `/.`).
  * @example normaliseRelativePath('app//main.py') === 'app/main.py'
  */
 export function normaliseRelativePath(input: string, label?: string): string {
@@ -28,7 +30,10 @@ export function normaliseRelativePath(input: string, label?: string): string {
   // Windows drops trailing dots and spaces, so "a." and "a" would collide there ("..." too).
   if (segments.some((s) => s.endsWith('.') || s.endsWith(' '))) throw fail('must not have a name ending in "." or " "');
   if (segments.length === 0) throw fail('must name a file');
-  if (segments.some((s) => utf8.encode(s).length > MAX_SEGMENT_BYTES)) throw fail(`has a name longer than ${MAX_SEGMENT_BYTES} bytes`);
+  // A segment of at most 85 UTF-16 units is at most 255 UTF-8 bytes: only longer ones need encoding to tell.
+  if (segments.some((s) => s.length > 85 && utf8.encode(s).length > MAX_SEGMENT_BYTES)) throw fail(`has a name longer than ${MAX_SEGMENT_BYTES} bytes`);
+  const device = segments.find((s) => WINDOWS_DEVICE.test(s));
+  if (device !== undefined) throw fail(`must not use ${JSON.stringify(device)}: a Windows device name, which no Windows user could unpack`);
   return segments.join('/');
 }
 
@@ -40,19 +45,25 @@ export function normaliseRelativePath(input: string, label?: string): string {
 export function normaliseFileSet(paths: readonly string[], label = 'files'): string[] {
   const out = paths.map((p) => normaliseRelativePath(p, `${label}[${show(p)}]`));
   // Compared as macOS and Windows would: "README.md" and "readme.md" (or é composed and decomposed) collide there.
-  const fold = (p: string) => p.normalize('NFC').toLowerCase();
-  const seen = new Map<string, string>();
+  // A tree of folded names, so the work is linear in the input however deep the paths (a prefix per level would
+  // be quadratic in depth).
+  type Node = { path?: string; children: Map<string, Node> };
+  const root: Node = { children: new Map() };
   for (const p of out) {
-    const other = seen.get(fold(p));
-    if (other === p) throw invalidPath(`${label}: more than one entry normalises to ${JSON.stringify(p)}`);
-    if (other !== undefined) throw invalidPath(`${label}: ${JSON.stringify(other)} and ${JSON.stringify(p)} differ only in case or Unicode form`);
-    seen.set(fold(p), p);
-  }
-  for (const p of out) {
-    const parts = p.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const dir = parts.slice(0, i).join('/');
-      if (seen.has(fold(dir))) throw invalidPath(`${label}: ${JSON.stringify(dir)} is both a file and a folder`);
+    let node = root;
+    // Folded once per path: NFC never joins across "/" and lower-casing never makes one, so the segments line up.
+    const segments = p.normalize('NFC').toLowerCase().split('/');
+    for (const [i, key] of segments.entries()) {
+      if (node.path !== undefined) throw invalidPath(`${label}: ${JSON.stringify(node.path)} is both a file and a folder`);
+      let next = node.children.get(key);
+      if (!next) node.children.set(key, (next = { children: new Map() }));
+      node = next;
+      if (i === segments.length - 1) {
+        if (node.path === p) throw invalidPath(`${label}: more than one entry normalises to ${JSON.stringify(p)}`);
+        if (node.path !== undefined) throw invalidPath(`${label}: ${JSON.stringify(node.path)} and ${JSON.stringify(p)} differ only in case or Unicode form`);
+        if (node.children.size > 0) throw invalidPath(`${label}: ${JSON.stringify(p)} is both a file and a folder`);
+        node.path = p;
+      }
     }
   }
   return out;
