@@ -223,3 +223,80 @@ describe('edgeConfig', () => {
     expect(() => edgeConfig({ ...platform, USE_CLOUD_STORAGE: 'false' })).toThrow(/USE_CLOUD_STORAGE=true is required/);
   });
 });
+
+// What Supabase injects into Edge Functions today, besides the legacy keys: named secret keys and the JWKS itself.
+describe('loadConfig SUPABASE_SECRET_KEYS, SUPABASE_JWKS and ACCEPT_LEGACY_SERVICE_ROLE_KEY', () => {
+  const jwk = { kty: 'EC', crv: 'P-256', kid: 'k1', alg: 'ES256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' };
+  const cloud = { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: 'https://abc.supabase.co' };
+
+  it('sends the default secret key to Storage, ahead of the legacy service_role key, and accepts every one of them', () => {
+    const c = loadConfig({ ...cloud, SUPABASE_SERVICE_ROLE_KEY: 'legacy-jwt', SUPABASE_SECRET_KEYS: '{"automations":"sb_secret_b","default":"sb_secret_a"}' });
+    expect(c.supabase.serviceKey).toBe('sb_secret_a');
+    expect(c.auth.serviceKeys).toEqual(['sb_secret_b', 'sb_secret_a', 'legacy-jwt']);
+    // no "default": the first; an operator's SUPABASE_SERVICE_KEY always wins
+    expect(loadConfig({ ...cloud, SUPABASE_SECRET_KEYS: '{"ci":"sb_secret_c"}' }).supabase.serviceKey).toBe('sb_secret_c');
+    expect(loadConfig({ ...cloud, SUPABASE_SERVICE_KEY: 'mine', SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }).supabase.serviceKey).toBe('mine');
+  });
+
+  it('is enough on its own for cloud storage, and leaves the legacy key as before when unset', () => {
+    expect(loadConfig({ ...cloud, SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }).auth.serviceKeys).toEqual(['sb_secret_a']);
+    expect(loadConfig({ ...cloud, SUPABASE_SERVICE_ROLE_KEY: 'legacy-jwt' }).auth.serviceKeys).toEqual(['legacy-jwt']);
+    expect(loadConfig({}).auth.serviceKeys).toBeUndefined();
+    // blank keys are no keys
+    expect(configErrorMessage({ ...cloud, SUPABASE_SECRET_KEYS: '{"default":"  "}' })).toMatch(/is required when USE_CLOUD_STORAGE=true \(on Supabase Edge: SUPABASE_SECRET_KEYS\)/);
+  });
+
+  it('ACCEPT_LEGACY_SERVICE_ROLE_KEY=false drops SUPABASE_SERVICE_ROLE_KEY entirely (legacy keys disabled on the dashboard)', () => {
+    const c = loadConfig({ ...cloud, ACCEPT_LEGACY_SERVICE_ROLE_KEY: 'false', SUPABASE_SERVICE_ROLE_KEY: 'legacy-jwt', SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' });
+    expect(c.supabase.serviceKey).toBe('sb_secret_a');
+    expect(c.auth.serviceKeys).toEqual(['sb_secret_a']);
+    expect(configErrorMessage({ ...cloud, ACCEPT_LEGACY_SERVICE_ROLE_KEY: 'false', SUPABASE_SERVICE_ROLE_KEY: 'legacy-jwt' })).toMatch(/is required when USE_CLOUD_STORAGE=true/);
+  });
+
+  it('reads SUPABASE_JWKS as {"keys":[…]} or the bare array, and counts it as a JWKS for the download-key check', () => {
+    expect(loadConfig({ SUPABASE_JWKS: JSON.stringify({ keys: [jwk] }), DOWNLOAD_TOKEN_SECRET: SECRET_32 }).auth.jwks).toEqual({ keys: [jwk] });
+    expect(loadConfig({ SUPABASE_JWKS: JSON.stringify([jwk]), DOWNLOAD_TOKEN_SECRET: SECRET_32 }).auth.jwks).toEqual({ keys: [jwk] });
+    expect(configErrorMessage({ SUPABASE_JWKS: JSON.stringify({ keys: [jwk] }) })).toMatch(/DOWNLOAD_TOKEN_SECRET is required with SUPABASE_JWKS alone/);
+    expect(loadConfig({ SUPABASE_JWKS: JSON.stringify({ keys: [jwk] }), SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }).auth.jwks).toBeDefined();
+  });
+
+  it.each([
+    ['SUPABASE_SECRET_KEYS', 'sb_secret_plain', /SUPABASE_SECRET_KEYS: must be a JSON object of named keys/],
+    ['SUPABASE_SECRET_KEYS', '["sb_secret_a"]', /SUPABASE_SECRET_KEYS: must be a JSON object of named keys/],
+    ['SUPABASE_SECRET_KEYS', '{"default":42}', /SUPABASE_SECRET_KEYS: must be a JSON object of named keys/],
+    ['SUPABASE_JWKS', 'https://abc.supabase.co/auth/v1/jwks', /SUPABASE_JWKS: must be a JSON Web Key Set/],
+    ['SUPABASE_JWKS', '{"keys":[{"kid":"no-kty"}]}', /SUPABASE_JWKS: must be a JSON Web Key Set/],
+    ['SUPABASE_JWKS', '{"keys":[{"kty":"EC","d":"private"}]}', /SUPABASE_JWKS: must hold public keys only/],
+    ['ACCEPT_LEGACY_SERVICE_ROLE_KEY', 'never', /ACCEPT_LEGACY_SERVICE_ROLE_KEY: /],
+  ])('%s=%j is refused, naming the variable', (name, value, why) => {
+    const message = configErrorMessage({ [name]: value, DOWNLOAD_TOKEN_SECRET: SECRET_32 });
+    expect(message).toMatch(why);
+  });
+
+  it('never repeats a secret key in its error', () => {
+    expect(configErrorMessage({ SUPABASE_SECRET_KEYS: '{"default":"sb_secret_do_not_print", }' })).not.toContain('do_not_print');
+  });
+});
+
+describe('edgeConfig with the new keys and the pooler', () => {
+  const platform = {
+    SUPABASE_URL: 'https://ref.supabase.co',
+    SUPABASE_DB_URL: 'postgresql://postgres:pw@db.ref.supabase.co:5432/postgres',
+    SUPABASE_SERVICE_ROLE_KEY: 'legacy-jwt',
+    SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}',
+    SUPABASE_JWKS: '{"keys":[]}',
+    USE_CLOUD_STORAGE: 'true',
+  };
+
+  it('uses the secret key for Storage, the inline JWKS with the project URL as fallback, and accepts the legacy key too', () => {
+    const c = edgeConfig(platform);
+    expect(c.supabase.serviceKey).toBe('sb_secret_a');
+    expect(c.auth).toMatchObject({ jwks: { keys: [] }, jwksUrl: 'https://ref.supabase.co/auth/v1/.well-known/jwks.json', serviceKeys: ['sb_secret_a', 'legacy-jwt'] });
+  });
+
+  it('connects through DATABASE_URL (the transaction pooler, set as a secret) when set, else SUPABASE_DB_URL', () => {
+    expect(edgeConfig(platform).databaseUrl).toBe(platform.SUPABASE_DB_URL);
+    const pooler = 'postgresql://postgres.ref:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?sslmode=require';
+    expect(edgeConfig({ ...platform, DATABASE_URL: pooler }).databaseUrl).toBe(pooler);
+  });
+});

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase, type Database } from '../functions/_shared/db/database.ts';
@@ -103,5 +104,18 @@ describe.skipIf(!url)('pg_cron maintenance schedule (PostgreSQL 15)', () => {
   it('the cleanup job is plain SQL that runs', async () => {
     const [job] = await sql`select command from cron.job where jobname = 'codebegen-storage-cron-log-cleanup'`;
     await sql.unsafe(job!.command as string);
+  });
+
+  it('grants postgres the cron schema as Supabase documents, leaves pg_net alone where it is absent, and re-runs cleanly', async () => {
+    const recorded = await sql`select version from supabase_migrations.schema_migrations where version in ('20261201000500', '20261201000600') order by version`;
+    expect(recorded.map((r) => r.version)).toEqual(['20261201000500', '20261201000600']);
+    const [can] = await sql`select has_schema_privilege('postgres', 'cron', 'USAGE') as usage,
+                                   has_table_privilege('postgres', 'cron.job_run_details', 'SELECT, DELETE') as run_log`;
+    expect(can).toEqual({ usage: true, run_log: true });
+    expect(await sql`select 1 from pg_extension where extname = 'pg_net'`).toHaveLength(0);
+    // both are idempotent: applying them again (as a second runner might) changes nothing and fails nothing
+    for (const file of ['20261201000500_pg_net_in_extensions_schema.sql', '20261201000600_grant_cron_schema.sql']) {
+      await sql.unsafe(readFileSync(`supabase/migrations/${file}`, 'utf8'));
+    }
   });
 });

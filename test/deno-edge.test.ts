@@ -1,7 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase } from '../functions/_shared/db/database.ts';
@@ -19,6 +22,44 @@ const ready = Boolean(adminUrl) && denoAvailable();
 if (!ready) console.warn('\n!!! test/deno-edge.test.ts SKIPPED: needs PostgreSQL (see test/global-setup.ts) and the npm `deno` package !!!\n');
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+const body = async (req: IncomingMessage) => {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+};
+
+/**
+ * Supabase's API gateway in front of the Storage stand-in, as documented for the new keys: a request whose `apikey` is
+ * one of the project's secret keys, with no Authorization or the same key as bearer, reaches Storage as service_role;
+ * an unknown `sb_secret_` key, or a different `sb_` key as bearer, is refused. Anything else passes through unchanged.
+ */
+async function startGateway(standIn: StandIn, secretKeys: readonly string[]) {
+  const used: string[] = [];
+  const server = createServer(async (req, res) => {
+    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k))) as Record<string, string>;
+    const apikey = headers.apikey;
+    if (apikey?.startsWith('sb_secret_')) {
+      const bearer = headers.authorization;
+      if (!secretKeys.includes(apikey) || (bearer !== undefined && bearer !== `Bearer ${apikey}` && /^Bearer sb_/i.test(bearer))) {
+        res.writeHead(401, { 'content-type': 'application/json' }).end('{"message":"Invalid API key"}');
+        return;
+      }
+      if (bearer === undefined || bearer === `Bearer ${apikey}`) headers.authorization = `Bearer ${standIn.serviceKey}`;
+      used.push(apikey);
+    }
+    const payload = await body(req);
+    const up = await fetch(`${standIn.url}${req.url}`, { method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : payload });
+    const out = Object.fromEntries([...up.headers].filter(([k]) => !['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(k)));
+    res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    used: () => [...used],
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 describe.skipIf(!ready)('edge entries under Deno', () => {
   const dir = tempDir();
@@ -147,5 +188,64 @@ describe.skipIf(!ready)('edge entries under Deno', () => {
     const report = (await res.json()) as { cache: unknown; uploads: unknown; orphans: { objects_without_rows: string[] } };
     expect(report).toMatchObject({ cache: { removed: 0 }, orphans: { objects_without_rows: [], rows_without_objects: [] } });
     expect(fn.output()).toContain('"msg":"maintenance finished"');
+  }, 120_000);
+
+  it('runs on the new keys alone (SUPABASE_SECRET_KEYS, SUPABASE_JWKS; no legacy key, no JWT secret): a save, its upload, maintenance', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'edge-new-keys', alg: 'ES256', use: 'sig' };
+    const secretKeys = { default: `sb_secret_${randomUUID()}`, automations: `sb_secret_${randomUUID()}` };
+    const gateway = await startGateway(standIn, Object.values(secretKeys));
+    try {
+      // the bucket (made by the first test, unless this one runs alone)
+      await fetch(`${standIn.url}/storage/v1/bucket`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${standIn.serviceKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'codebegen-projects', name: 'codebegen-projects', public: false }),
+      });
+      const { SUPABASE_SERVICE_ROLE_KEY: _legacy, JWT_SECRET: _secret, ...platform } = env;
+      const newKeys = {
+        ...platform,
+        SUPABASE_URL: gateway.url,
+        SUPABASE_SECRET_KEYS: JSON.stringify(secretKeys),
+        SUPABASE_JWKS: JSON.stringify({ keys: [jwk] }),
+        STORAGE_PATH: join(dir.path, 'new-keys', 'projects'),
+        CACHE_PATH: join(dir.path, 'new-keys', 'cache'),
+      };
+      const fn = await startEntry('functions/generations/index.ts', newKeys);
+      entries.push(fn.child);
+      const alice = randomUUID();
+      const token = await new SignJWT({ role: 'authenticated', aud: 'authenticated' })
+        .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: jwk.kid })
+        .setSubject(alice)
+        .setIssuedAt()
+        .setExpirationTime('1h')
+        .sign(privateKey);
+      const A = { authorization: `Bearer ${token}` };
+      const res = await fetch(`${fn.base}/generations`, { method: 'POST', headers: { ...A, 'content-type': 'application/json' }, body: JSON.stringify({ project_id: randomUUID(), files: sampleFiles(3, 'new-keys') }) });
+      expect(res.status, fn.output()).toBe(201);
+      const saved = (await res.json()) as { generation_id: string; sha256: string };
+      let status = '';
+      for (let i = 0; i < 100 && status !== 'uploaded'; i++) {
+        status = ((await (await fetch(`${fn.base}/generations/${saved.generation_id}`, { headers: A })).json()) as { storage: { status: string } }).storage.status;
+        if (status !== 'uploaded') await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status, fn.output()).toBe('uploaded');
+      // Storage was reached with the default secret key, as apikey and bearer alike
+      expect(new Set(gateway.used())).toEqual(new Set([secretKeys.default]));
+      const back = await fetch(`${fn.base}/generations/${saved.generation_id}/download`, { headers: A });
+      expect(sha256(new Uint8Array(await back.arrayBuffer()))).toBe(saved.sha256);
+
+      const maintenance = await startEntry('functions/storage-maintenance/index.ts', newKeys);
+      entries.push(maintenance.child);
+      for (const key of Object.values(secretKeys)) {
+        const run = await fetch(`${maintenance.base}/storage-maintenance/drain`, { method: 'POST', headers: { authorization: `Bearer ${key}` } });
+        expect(run.status, maintenance.output()).toBe(200);
+      }
+      // neither a legacy service_role token (no JWT secret here) nor a user is the backend
+      expect((await fetch(`${maintenance.base}/storage-maintenance`, { method: 'POST', headers: { authorization: `Bearer ${await serviceToken()}` } })).status).toBe(401);
+      expect((await fetch(`${maintenance.base}/storage-maintenance`, { method: 'POST', headers: A })).status).toBe(403);
+    } finally {
+      await gateway.close();
+    }
   }, 120_000);
 });

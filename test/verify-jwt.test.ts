@@ -518,3 +518,82 @@ describe('createAuthenticator with a JWKS (ES256, RS256)', () => {
     expect(seen.refused).toBeGreaterThan(0);
   }, Math.max(30_000, FUZZ_RUNS));
 });
+
+// Supabase Edge injects the project's keys: SUPABASE_JWKS (the JWKS itself) and SUPABASE_SECRET_KEYS (named sb_secret_
+// keys, several valid at once while one is rotated). The same checks apply; only where the keys come from differs.
+describe('createAuthenticator with the JWKS inline and several service keys (SUPABASE_JWKS, SUPABASE_SECRET_KEYS)', () => {
+  let current: { privateKey: CryptoKey; jwk: JWK };
+  let rotatedIn: { privateKey: CryptoKey; jwk: JWK };
+  let served: Awaited<ReturnType<typeof serveJwks>>;
+
+  const keyPair = async (kid: string) => {
+    const pair = await generateKeyPair('ES256');
+    return { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid, alg: 'ES256', use: 'sig' } };
+  };
+  const es256 = (key: CryptoKey, kid: string, claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid }).setIssuedAt().setExpirationTime('1h').sign(key);
+  const user = (id: string) => ({ role: 'authenticated', aud: 'authenticated', sub: id });
+
+  beforeAll(async () => {
+    current = await keyPair('current');
+    rotatedIn = await keyPair('rotated-in');
+    // the project's JWKS endpoint already publishes a key the worker's SUPABASE_JWKS predates
+    served = await serveJwks([current.jwk, rotatedIn.jwk]);
+  });
+  afterAll(() => served.close());
+
+  it('verifies a user token with the inline JWKS alone, fetching nothing', async () => {
+    const auth = createAuthenticator({ jwks: { keys: [current.jwk] } });
+    const id = randomUUID();
+    expect(await auth(`Bearer ${await es256(current.privateKey, 'current', user(id))}`)).toMatchObject({ kind: 'user', userId: id });
+    expect(await auth(`Bearer ${await es256(current.privateKey, 'current', { role: 'service_role' })}`)).toMatchObject({ kind: 'service' });
+  });
+
+  it('with the URL as fallback: a key the inline set holds is never fetched, a key it lacks is looked up at the URL', async () => {
+    const auth = createAuthenticator({ jwks: { keys: [current.jwk] }, jwksUrl: served.url });
+    const id = randomUUID();
+    const before = served.requests();
+    expect(await auth(`Bearer ${await es256(current.privateKey, 'current', user(id))}`)).toMatchObject({ kind: 'user', userId: id });
+    expect(served.requests()).toBe(before);
+    expect(await auth(`Bearer ${await es256(rotatedIn.privateKey, 'rotated-in', user(id))}`)).toMatchObject({ kind: 'user', userId: id });
+    expect(served.requests()).toBeGreaterThan(before);
+  });
+
+  it('refuses what the inline set cannot vouch for: another key under its kid, an unknown kid, HS256, alg none (401, not 503)', async () => {
+    const auth = createAuthenticator({ jwks: { keys: [current.jwk] } });
+    const id = randomUUID();
+    await expectUnauthorized(auth(`Bearer ${await es256(rotatedIn.privateKey, 'current', user(id))}`));
+    await expectUnauthorized(auth(`Bearer ${await es256(rotatedIn.privateKey, 'rotated-in', user(id))}`));
+    await expectUnauthorized(auth(`Bearer ${await userToken(id)}`));
+    await expectUnauthorized(auth(`Bearer ${b64url({ alg: 'none', kid: 'current' })}.${b64url({ ...user(id), exp: nowS() + 60 })}.`));
+  });
+
+  it('keeps every claim check: no exp, another aud, unsafe claims, anon are 401', async () => {
+    const auth = createAuthenticator({ jwks: { keys: [current.jwk] } });
+    const header = JSON.stringify({ alg: 'ES256', typ: 'JWT', kid: 'current' });
+    for (const claims of [userClaims({ exp: undefined }), userClaims({ aud: 'other-service' }), userClaims({ aud: undefined }), userClaims({ name: '\u0000' }), userClaims({ role: 'anon' })]) {
+      await expectUnauthorized(auth(`Bearer ${await rawEs256(header, JSON.stringify(claims), current.privateKey)}`));
+    }
+  });
+
+  it("takes the CLI's local SUPABASE_JWKS, whose oct member (the JWT secret) verifies nothing: HS256 needs jwtSecret", async () => {
+    const jwks = { keys: [current.jwk, { kty: 'oct', k: Buffer.from(JWT_SECRET).toString('base64url') }] };
+    const id = randomUUID();
+    await expectUnauthorized(createAuthenticator({ jwks })(`Bearer ${await userToken(id)}`));
+    const both = createAuthenticator({ jwks, jwtSecret: JWT_SECRET });
+    expect(await both(`Bearer ${await userToken(id)}`)).toMatchObject({ kind: 'user', userId: id });
+    expect(await both(`Bearer ${await es256(current.privateKey, 'current', user(id))}`)).toMatchObject({ kind: 'user', userId: id });
+  });
+
+  it('accepts every configured service key byte for byte, and nothing near one', async () => {
+    const keys = ['sb_secret_default_key_0123456789abcdef', 'sb_secret_automations_key_0123456789ab'];
+    const legacy = 'eyJhbGciOiJIUzI1NiJ9.legacy-service-role.signature';
+    const auth = createAuthenticator({ jwtSecret: JWT_SECRET, serviceKey: keys[0], serviceKeys: [...keys, legacy] });
+    for (const k of [...keys, legacy]) expect(await auth(`Bearer ${k}`)).toEqual({ kind: 'service', claims: { role: 'service_role' } });
+    for (const near of [`${keys[0]}x`, keys[1]!.slice(0, -1), keys[0]!.toUpperCase(), `${keys[0]}${keys[1]}`, 'sb_secret_']) {
+      await expectUnauthorized(auth(`Bearer ${near}`));
+    }
+    // a key removed from the list (rotated out) is refused at once
+    await expectUnauthorized(createAuthenticator({ jwtSecret: JWT_SECRET, serviceKeys: [keys[0]!] })(`Bearer ${keys[1]}`));
+  });
+});

@@ -1,4 +1,5 @@
 import { resolve, sep } from 'node:path';
+import type { JSONWebKeySet } from 'jose';
 import { z } from 'zod';
 
 /** Env records are plain string maps: `process.env` on Node, `Deno.env.toObject()` on the edge. */
@@ -33,6 +34,44 @@ const optionalString = z
 
 const optionalUrl = optionalString.pipe(z.url({ protocol: /^https?$/, message: 'must be an absolute http(s) URL' }).optional());
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const parseJson = (v: string): unknown => {
+  try {
+    return JSON.parse(v);
+  } catch {
+    return undefined;
+  }
+};
+
+/** SUPABASE_SECRET_KEYS as Supabase injects it into Edge Functions: named keys, `{"default":"sb_secret_…"}`. */
+const namedKeys = optionalString.transform((v, ctx) => {
+  if (v === undefined) return undefined;
+  const parsed = parseJson(v);
+  // The message never repeats the value: it holds secrets.
+  if (!isObject(parsed) || !Object.values(parsed).every((k) => typeof k === 'string')) {
+    ctx.addIssue({ code: 'custom', message: 'must be a JSON object of named keys, e.g. {"default":"sb_secret_…"}' });
+    return z.NEVER;
+  }
+  const keys = Object.entries(parsed as Record<string, string>).map(([name, key]) => [name, key.trim()] as const);
+  return Object.fromEntries(keys.filter(([, key]) => key !== ''));
+});
+
+/** SUPABASE_JWKS as Supabase injects it (the project's public signing keys): `{"keys":[…]}`, or the bare array. */
+const jwkSet = optionalString.transform((v, ctx): JSONWebKeySet | undefined => {
+  if (v === undefined) return undefined;
+  const parsed = parseJson(v);
+  const keys = Array.isArray(parsed) ? parsed : isObject(parsed) ? parsed.keys : undefined;
+  if (!Array.isArray(keys) || !keys.every((k) => isObject(k) && typeof k.kty === 'string')) {
+    ctx.addIssue({ code: 'custom', message: 'must be a JSON Web Key Set: {"keys":[{"kty":…},…]}' });
+    return z.NEVER;
+  }
+  if (keys.some((k) => 'd' in k)) {
+    ctx.addIssue({ code: 'custom', message: 'must hold public keys only (a key has a private part "d")' });
+    return z.NEVER;
+  }
+  return { keys } as JSONWebKeySet;
+});
+
 const schema = z.object({
   PORT: int(54321, 0, 65535),
   HOST: optionalString.transform((v) => v ?? '127.0.0.1'),
@@ -44,11 +83,15 @@ const schema = z.object({
   SUPABASE_URL: optionalUrl,
   SUPABASE_SERVICE_KEY: optionalString,
   SUPABASE_SERVICE_ROLE_KEY: optionalString,
+  SUPABASE_SECRET_KEYS: namedKeys,
+  // false once the project's legacy API keys are disabled: Edge Functions keep receiving the disabled service_role JWT.
+  ACCEPT_LEGACY_SERVICE_ROLE_KEY: bool(true),
   SUPABASE_BUCKET: optionalString.transform((v) => v ?? 'codebegen-projects'),
   // Supabase's per-project upload limit (Storage settings; 50 MB on the Free plan): no object may be larger.
   STORAGE_UPLOAD_LIMIT_BYTES: int(52_428_800, 1024, 2 ** 40),
   SUPABASE_JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   SUPABASE_JWKS_URL: optionalUrl,
+  SUPABASE_JWKS: jwkSet,
   DOWNLOAD_TOKEN_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   USE_CLOUD_STORAGE: bool(false),
   UPLOAD_CONCURRENCY: int(4, 1, 64),
@@ -114,11 +157,18 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError(`[config] invalid environment:\n  ${lines.join('\n  ')}`);
   }
   const e = parsed.data;
-  const serviceKey = e.SUPABASE_SERVICE_KEY ?? e.SUPABASE_SERVICE_ROLE_KEY;
+  const legacyKey = e.ACCEPT_LEGACY_SERVICE_ROLE_KEY ? e.SUPABASE_SERVICE_ROLE_KEY : undefined;
+  const secretKeys = Object.values(e.SUPABASE_SECRET_KEYS ?? {});
+  // The one we send to Storage: the operator's, else the project's secret key, else the legacy service_role JWT. Every
+  // one of them identifies the backend: several secret keys may be valid at once while one is being rotated.
+  const serviceKey = e.SUPABASE_SERVICE_KEY ?? e.SUPABASE_SECRET_KEYS?.default ?? secretKeys[0] ?? legacyKey;
+  const serviceKeys = [...new Set([e.SUPABASE_SERVICE_KEY, ...secretKeys, legacyKey].filter((k): k is string => k !== undefined))];
   if (e.USE_CLOUD_STORAGE) {
     if (!e.SUPABASE_URL) throw new ConfigError('[config] SUPABASE_URL is required when USE_CLOUD_STORAGE=true');
     if (!serviceKey) {
-      throw new ConfigError('[config] SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) is required when USE_CLOUD_STORAGE=true');
+      throw new ConfigError(
+        '[config] SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) is required when USE_CLOUD_STORAGE=true (on Supabase Edge: SUPABASE_SECRET_KEYS)',
+      );
     }
   }
   const within = (a: string, b: string) => {
@@ -128,9 +178,9 @@ export function loadConfig(env: Env): Config {
   if (within(e.CACHE_PATH, e.STORAGE_PATH) || within(e.STORAGE_PATH, e.CACHE_PATH)) {
     throw new ConfigError('[config] CACHE_PATH must not be STORAGE_PATH or inside it (or contain it): cache cleanup would delete generations');
   }
-  if (e.SUPABASE_JWKS_URL && !e.DOWNLOAD_TOKEN_SECRET && !e.SUPABASE_JWT_SECRET && !serviceKey) {
+  if ((e.SUPABASE_JWKS_URL || e.SUPABASE_JWKS) && !e.DOWNLOAD_TOKEN_SECRET && !e.SUPABASE_JWT_SECRET && !serviceKey) {
     throw new ConfigError(
-      '[config] DOWNLOAD_TOKEN_SECRET is required with SUPABASE_JWKS_URL alone (a JWKS can verify but not sign download links)',
+      `[config] DOWNLOAD_TOKEN_SECRET is required with ${e.SUPABASE_JWKS ? 'SUPABASE_JWKS' : 'SUPABASE_JWKS_URL'} alone (a JWKS can verify but not sign download links)`,
     );
   }
   return {
@@ -144,7 +194,13 @@ export function loadConfig(env: Env): Config {
     supabase: { url: e.SUPABASE_URL?.replace(/\/+$/, ''), serviceKey, bucket: e.SUPABASE_BUCKET, uploadLimitBytes: e.STORAGE_UPLOAD_LIMIT_BYTES },
     useCloudStorage: e.USE_CLOUD_STORAGE,
     uploads: { concurrency: e.UPLOAD_CONCURRENCY, retrySeconds: e.UPLOAD_RETRY_SECONDS, leaseSeconds: e.OUTBOX_LEASE_SECONDS },
-    auth: { jwtSecret: e.SUPABASE_JWT_SECRET, jwksUrl: e.SUPABASE_JWKS_URL, downloadTokenSecret: e.DOWNLOAD_TOKEN_SECRET },
+    auth: {
+      jwtSecret: e.SUPABASE_JWT_SECRET,
+      jwksUrl: e.SUPABASE_JWKS_URL,
+      jwks: e.SUPABASE_JWKS,
+      downloadTokenSecret: e.DOWNLOAD_TOKEN_SECRET,
+      serviceKeys: serviceKeys.length > 0 ? serviceKeys : undefined,
+    },
     cacheTtlHours: e.CACHE_TTL_HOURS,
     autoCleanupEnabled: e.AUTO_CLEANUP_ENABLED,
     cleanupIntervalHours: e.CLEANUP_INTERVAL_HOURS,

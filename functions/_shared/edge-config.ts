@@ -9,10 +9,12 @@ const MiB = 1024 * 1024;
 export const EDGE_LIMITS = { MAX_GENERATION_BYTES: 8 * MiB, MAX_FILE_BYTES: 8 * MiB, MAX_REQUEST_BYTES: 10 * MiB };
 
 /**
- * Config on Supabase Edge: the platform provides SUPABASE_URL, SUPABASE_DB_URL and SUPABASE_SERVICE_ROLE_KEY;
- * custom secrets may not start with SUPABASE_ (so the legacy JWT secret comes as JWT_SECRET); only /tmp is
- * writable. User tokens are verified with the project's JWKS, and with JWT_SECRET too when set. Saves are bounded by
- * EDGE_LIMITS unless set otherwise.
+ * Config on Supabase Edge: the platform provides SUPABASE_URL, SUPABASE_DB_URL (a direct connection), the legacy
+ * SUPABASE_SERVICE_ROLE_KEY and the newer SUPABASE_SECRET_KEYS (`{"default":"sb_secret_…"}`, every one accepted as the
+ * backend, `default` sent to Storage) and SUPABASE_JWKS (user tokens verified without a fetch; the JWKS URL derived
+ * from SUPABASE_URL stays the fallback). Custom secrets may not start with SUPABASE_ (so the legacy JWT secret comes
+ * as JWT_SECRET, and the transaction pooler's URL as DATABASE_URL, which wins over SUPABASE_DB_URL); only /tmp is
+ * writable. Saves are bounded by EDGE_LIMITS unless set otherwise.
  */
 export function edgeConfig(env: Env): Config {
   const config = loadConfig({

@@ -82,7 +82,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
       outbox,
     };
   };
-  const authenticate = createAuthenticator({ jwtSecret, jwksUrl: config.auth.jwksUrl, serviceKey: config.supabase.serviceKey });
+  const authenticate = createAuthenticator({ jwtSecret, jwksUrl: config.auth.jwksUrl, jwks: config.auth.jwks, serviceKey: config.supabase.serviceKey, serviceKeys: config.auth.serviceKeys });
   const maintain = () =>
     runMaintenance({
       db,

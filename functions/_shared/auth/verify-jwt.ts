@@ -1,5 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { AppError, ErrorCode, unauthorized } from '../errors.ts';
 import { jsonProblem } from '../json-safety.ts';
 import type { JwtClaims } from '../db/database.ts';
@@ -18,15 +26,22 @@ export interface VerifierOptions {
   jwtSecret?: string;
   /** The project's JWKS (asymmetric signing keys): `${SUPABASE_URL}/auth/v1/.well-known/jwks.json`. */
   jwksUrl?: string;
+  /**
+   * The JWKS itself (`SUPABASE_JWKS` on Supabase Edge): verifies without a fetch. A token whose key it lacks (a key
+   * added since the worker started) is looked up at `jwksUrl`, when set.
+   */
+  jwks?: JSONWebKeySet;
   /** An opaque service key (`sb_secret_…`, or the legacy service_role JWT) that also means "the backend". */
   serviceKey?: string;
+  /** More such keys: every secret key of `SUPABASE_SECRET_KEYS` (several are valid at once while one is rotated). */
+  serviceKeys?: readonly string[];
 }
 
 export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
 
 /**
  * Turns `Authorization: Bearer <token>` into a Principal, or throws 401. A Supabase user token
- * (`role: authenticated`, uuid `sub`) is a user; `role: service_role`, or the configured service key itself,
+ * (`role: authenticated`, uuid `sub`) is a user; `role: service_role`, or any configured service key itself,
  * is the backend. Anything else — anon key, expired, forged, wrong secret — is 401, with no detail that helps forging.
  * Every signed token must carry `exp`, and an `aud` that includes `authenticated` (required for users; service_role
  * tokens, which Supabase issues without one, may omit it). Its claims must be safe to hand to Postgres (see
@@ -34,9 +49,9 @@ export type Authenticate = (authorization: string | undefined) => Promise<Princi
  */
 export function createAuthenticator(opts: VerifierOptions): Authenticate {
   // Both may be set: a project moving to asymmetric keys still has users holding HS256 (legacy secret) tokens.
-  const jwks: JWTVerifyGetKey | undefined = opts.jwksUrl ? createRemoteJWKSet(new URL(opts.jwksUrl)) : undefined;
+  const jwks = keySet(opts.jwks, opts.jwksUrl);
   const secret = opts.jwtSecret ? new TextEncoder().encode(opts.jwtSecret) : undefined;
-  if (!jwks && !secret) throw new Error('[auth] a JWT secret or a JWKS URL is required');
+  if (!jwks && !secret) throw new Error('[auth] a JWT secret or a JWKS URL is required (or the JWKS itself)');
   const keyFor = (token: string): Uint8Array | JWTVerifyGetKey | undefined => {
     let header;
     try {
@@ -48,14 +63,16 @@ export function createAuthenticator(opts: VerifierOptions): Authenticate {
     if (typeof header.alg !== 'string' || (header.kid !== undefined && typeof header.kid !== 'string')) return undefined;
     return header.alg.startsWith('HS') ? secret : jwks;
   };
-  const serviceKey = opts.serviceKey ? new TextEncoder().encode(opts.serviceKey) : undefined;
+  const serviceKeys = [...new Set([opts.serviceKey, ...(opts.serviceKeys ?? [])])]
+    .filter((k): k is string => !!k)
+    .map((k) => new TextEncoder().encode(k));
 
   return async (authorization) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     if (!m) throw unauthorized('missing or malformed Authorization header: expected "Bearer <token>"');
     const token = m[1]!;
     if (token.length > MAX_TOKEN_CHARS) throw unauthorized(`invalid token: longer than ${MAX_TOKEN_CHARS} characters`);
-    if (serviceKey && constantTimeEqual(new TextEncoder().encode(token), serviceKey)) {
+    if (serviceKeys.length > 0 && matchesAny(new TextEncoder().encode(token), serviceKeys)) {
       return { kind: 'service', claims: { role: 'service_role' } };
     }
     const key = keyFor(token);
@@ -104,6 +121,31 @@ function audienceIncludes(aud: unknown, audience: string): boolean {
 
 function constantTimeEqual(a: Uint8Array, b: Uint8Array) {
   return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
+
+/** Compares with every key, not stopping at a match: the time taken says nothing about which key it was. */
+function matchesAny(token: Uint8Array, keys: readonly Uint8Array[]): boolean {
+  let match = false;
+  for (const key of keys) match = constantTimeEqual(token, key) || match;
+  return match;
+}
+
+/**
+ * The asymmetric keys: the inline set first (no fetch), then the URL for a key it does not hold; either alone. jose
+ * refuses symmetric algorithms from a key set, so an `oct` member (the CLI puts the JWT secret there) verifies nothing.
+ */
+function keySet(inline: JSONWebKeySet | undefined, url: string | undefined): JWTVerifyGetKey | undefined {
+  const local = inline ? createLocalJWKSet(inline) : undefined;
+  const remote = url ? createRemoteJWKSet(new URL(url)) : undefined;
+  if (!local || !remote) return local ?? remote;
+  return async (header, token) => {
+    try {
+      return await local(header, token);
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey) return remote(header, token);
+      throw err;
+    }
+  };
 }
 
 /** The JWKS could not be fetched or read: our dependency failed, not the caller's token (503, not 401). */
