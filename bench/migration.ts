@@ -27,7 +27,7 @@ const { values } = parseArgs({ options: { quick: { type: 'boolean' }, generation
 const count = Number(values.generations ?? (values.quick ? 16 : 200));
 const network = { ...REMOTE_STORAGE, latencyMs: Number(values['latency-ms'] ?? REMOTE_STORAGE.latencyMs) };
 const VERSIONS_PER_PROJECT = 10;
-const LIMITS = { maxFiles: 5000, maxFileBytes: 10 * 1024 * 1024, maxGenerationBytes: 50 * 1024 * 1024 };
+const LIMITS = { maxFiles: 5000, maxFileBytes: 10 * 1024 * 1024, maxGenerationBytes: 50 * 1024 * 1024, maxPathDepth: 32, maxFolders: 5000 };
 
 const log = createLogger('warn', (line) => process.stderr.write(`${line}\n`));
 const dir = tempDir('bench-migration-');

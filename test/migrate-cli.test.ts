@@ -25,7 +25,7 @@ import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 const execFileP = promisify(execFile);
 const BUCKET = 'codebegen-projects';
 const FAST_RETRY = { retries: 2, minTimeoutMs: 5, maxTimeoutMs: 20 };
-const LIMITS = { maxFiles: 5000, maxFileBytes: 10 * 1024 * 1024, maxGenerationBytes: 50 * 1024 * 1024 };
+const LIMITS = { maxFiles: 5000, maxFileBytes: 10 * 1024 * 1024, maxGenerationBytes: 50 * 1024 * 1024, maxPathDepth: 32, maxFolders: 5000 };
 const UNPACK = { maxEntries: 20_000, maxFileBytes: 50 * 1024 * 1024, maxTotalBytes: 200 * 1024 * 1024 };
 
 let standIn: StandIn;

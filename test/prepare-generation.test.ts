@@ -10,7 +10,7 @@ import { tempDir } from './helpers/context.ts';
 
 const dir = tempDir('prepare-generation-');
 afterAll(() => dir.remove());
-const LIMITS = { maxFiles: 1000, maxFileBytes: 10 * 2 ** 20, maxGenerationBytes: 50 * 2 ** 20 };
+const LIMITS = { maxFiles: 1000, maxFileBytes: 10 * 2 ** 20, maxGenerationBytes: 50 * 2 ** 20, maxPathDepth: 32, maxFolders: 1000 };
 
 describe('prepareGeneration', () => {
   it('packs the same bytes whether files are kept from the hashing read, streamed from disk again, or some of each', async () => {

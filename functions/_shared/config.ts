@@ -107,6 +107,8 @@ const schema = z.object({
   MAX_GENERATION_BYTES: int(50 * MiB, 1, 2 ** 31 - 1),
   MAX_REQUEST_BYTES: int(64 * MiB, 1024, 2 ** 31 - 1),
   MAX_METADATA_BYTES: int(64 * 1024, 2, 16 * MiB),
+  MAX_PATH_DEPTH: int(32, 1, 128),
+  MAX_FOLDERS: int(5000, 1, 100_000),
   CORS_ALLOWED_ORIGINS: optionalString.transform((v) => v ?? '*'),
   LOG_LEVEL: optionalString.pipe(z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional()).transform((v) => v ?? 'info'),
 });
@@ -128,13 +130,17 @@ export type Config = {
    * claim on an outbox row lasts unless renewed (it is renewed while the upload runs; a dead drainer's expires).
    */
   uploads: { concurrency: number; retrySeconds: number; leaseSeconds: number };
-  auth: { jwtSecret?: string; jwksUrl?: string; downloadTokenSecret?: string };
+  /**
+   * `jwks`: the signing keys themselves (SUPABASE_JWKS), checked before `jwksUrl` is fetched. `serviceKeys`: every key
+   * that identifies the backend, compared byte for byte (undefined when there is none); `supabase.serviceKey` is one.
+   */
+  auth: { jwtSecret?: string; jwksUrl?: string; jwks?: JSONWebKeySet; downloadTokenSecret?: string; serviceKeys?: string[] };
   cacheTtlHours: number;
   autoCleanupEnabled: boolean;
   cleanupIntervalHours: number;
   maxCacheAgeHours: number;
   downloadUrlTtlSeconds: number;
-  limits: { maxFiles: number; maxFileBytes: number; maxGenerationBytes: number; maxRequestBytes: number; maxMetadataBytes: number };
+  limits: { maxFiles: number; maxFileBytes: number; maxGenerationBytes: number; maxRequestBytes: number; maxMetadataBytes: number; maxPathDepth: number; maxFolders: number };
   corsAllowedOrigins: string[];
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 };
@@ -212,6 +218,8 @@ export function loadConfig(env: Env): Config {
       maxGenerationBytes: e.MAX_GENERATION_BYTES,
       maxRequestBytes: e.MAX_REQUEST_BYTES,
       maxMetadataBytes: e.MAX_METADATA_BYTES,
+      maxPathDepth: e.MAX_PATH_DEPTH,
+      maxFolders: e.MAX_FOLDERS,
     },
     corsAllowedOrigins: e.CORS_ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: e.LOG_LEVEL,

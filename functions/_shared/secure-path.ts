@@ -1,6 +1,7 @@
 import { invalidPath } from './errors.ts';
 
-const MAX_PATH_LENGTH = 1024;
+/** The longest path the unpacker accepts (an archive path, prefix included). */
+export const MAX_PATH_LENGTH = 1024;
 const MAX_SEGMENT_BYTES = 255;
 /** CON, PRN, AUX, NUL, COM1–9, LPT1–9 (also with ¹²³), alone or before an extension, in any case: devices on Windows. */
 const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[1-9¹²³]|lpt[1-9¹²³])(\.[^.]*)*$/i;
@@ -13,10 +14,11 @@ const utf8 = new TextEncoder();
  * `nul.py`), names ending in "." or " ", and directories (trailing `/` or `/.`).
  * @example normaliseRelativePath('app//main.py') === 'app/main.py'
  */
-export function normaliseRelativePath(input: string, label?: string): string {
+export function normaliseRelativePath(input: string, label?: string, limits: PathLimits = {}): string {
   const fail = (why: string) => invalidPath(`${label ?? `path ${show(input)}`}: ${why}`);
+  const maxLength = limits.maxLength ?? MAX_PATH_LENGTH;
   if (input.length === 0) throw fail('must not be empty');
-  if (input.length > MAX_PATH_LENGTH) throw fail(`must be at most ${MAX_PATH_LENGTH} characters`);
+  if (input.length > maxLength) throw fail(`must be at most ${maxLength} characters`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(input)) throw fail('must not contain NUL or control characters');
   if (input.includes('\\')) throw fail('must use "/" as separator, not "\\"');
@@ -30,6 +32,7 @@ export function normaliseRelativePath(input: string, label?: string): string {
   // Windows drops trailing dots and spaces, so "a." and "a" would collide there ("..." too).
   if (segments.some((s) => s.endsWith('.') || s.endsWith(' '))) throw fail('must not have a name ending in "." or " "');
   if (segments.length === 0) throw fail('must name a file');
+  if (limits.maxDepth !== undefined && segments.length - 1 > limits.maxDepth) throw fail(`is more than ${limits.maxDepth} folders deep (MAX_PATH_DEPTH)`);
   // A segment of at most 85 UTF-16 units is at most 255 UTF-8 bytes: only longer ones need encoding to tell.
   if (segments.some((s) => s.length > 85 && utf8.encode(s).length > MAX_SEGMENT_BYTES)) throw fail(`has a name longer than ${MAX_SEGMENT_BYTES} bytes`);
   const device = segments.find((s) => WINDOWS_DEVICE.test(s));
@@ -37,13 +40,24 @@ export function normaliseRelativePath(input: string, label?: string): string {
   return segments.join('/');
 }
 
+/** Bounds on paths beyond the unpacker's own (for saves: see functions/_shared/limits.ts). */
+export interface PathLimits {
+  /** Characters (UTF-16 units), default MAX_PATH_LENGTH. */
+  maxLength?: number;
+  /** Folders above the file. */
+  maxDepth?: number;
+  /** Distinct folders in a whole set. */
+  maxFolders?: number;
+}
+
 /**
  * Normalises a whole set of file paths and checks they can coexist in one tree on any system: no two equal
  * after normalisation or differing only in case or Unicode form, and no path both a file and a folder.
  * Returns the normalised paths in input order.
  */
-export function normaliseFileSet(paths: readonly string[], label = 'files'): string[] {
-  const out = paths.map((p) => normaliseRelativePath(p, `${label}[${show(p)}]`));
+export function normaliseFileSet(paths: readonly string[], label = 'files', limits: PathLimits = {}): string[] {
+  const out = paths.map((p) => normaliseRelativePath(p, `${label}[${show(p)}]`, limits));
+  let folders = 0;
   // Compared as macOS and Windows would: "README.md" and "readme.md" (or é composed and decomposed) collide there.
   // A tree of folded names, so the work is linear in the input however deep the paths (a prefix per level would
   // be quadratic in depth).
@@ -56,7 +70,12 @@ export function normaliseFileSet(paths: readonly string[], label = 'files'): str
     for (const [i, key] of segments.entries()) {
       if (node.path !== undefined) throw invalidPath(`${label}: ${JSON.stringify(node.path)} is both a file and a folder`);
       let next = node.children.get(key);
-      if (!next) node.children.set(key, (next = { children: new Map() }));
+      if (!next) {
+        node.children.set(key, (next = { children: new Map() }));
+        if (i < segments.length - 1 && ++folders > (limits.maxFolders ?? Infinity)) {
+          throw invalidPath(`${label}: more than ${limits.maxFolders} folders (MAX_FOLDERS)`);
+        }
+      }
       node = next;
       if (i === segments.length - 1) {
         if (node.path === p) throw invalidPath(`${label}: more than one entry normalises to ${JSON.stringify(p)}`);

@@ -1,6 +1,7 @@
 import { createDownloadSigner, downloadKey } from './auth/download-token.ts';
 import { createAuthenticator } from './auth/verify-jwt.ts';
 import type { Config } from './config.ts';
+import { unpackLimitsFor } from './limits.ts';
 import type { Database } from './db/database.ts';
 import { createGenerationsApp, type HealthReport } from './http/generations-app.ts';
 import { createMaintenanceApp } from './http/maintenance-app.ts';
@@ -50,7 +51,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     });
     storage = new HybridGenerationStorage(db, localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,
-      unpackLimits: { maxEntries: config.limits.maxFiles * 2 + 16, maxFileBytes: config.limits.maxFileBytes + config.limits.maxMetadataBytes + 1024 * 1024, maxTotalBytes: config.limits.maxGenerationBytes * 2 },
+      unpackLimits: unpackLimitsFor(config.limits),
       now: opts.now,
     });
   }

@@ -6,6 +6,7 @@ import { manifestTime, packGeneration, type GenerationRef, type PackedArchive } 
 import { buildManifest, contentDigest, parseManifest, type FileDigest, type Manifest } from '../archive/manifest.ts';
 import type { StreamedFile, TreeFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
+import { MAX_SAVED_PATH_LENGTH, type Limits } from '../limits.ts';
 import { normaliseFileSet } from '../secure-path.ts';
 import type { FoundGeneration } from './discover.ts';
 
@@ -14,11 +15,7 @@ export class InvalidGeneration extends Error {
   override name = 'InvalidGeneration';
 }
 
-export interface SizeLimits {
-  maxFiles: number;
-  maxFileBytes: number;
-  maxGenerationBytes: number;
-}
+export type SizeLimits = Pick<Limits, 'maxFiles' | 'maxFileBytes' | 'maxGenerationBytes' | 'maxPathDepth' | 'maxFolders'>;
 
 /** A generation read from disk and packed exactly as the API would have: ready to register and upload. */
 export interface PreparedGeneration {
@@ -63,7 +60,8 @@ export async function prepareGeneration(root: string, found: FoundGeneration, re
   const files = await readSourceTree(sourceDir, limits, found.layout === 'flat' ? '' : 'source/', keepBytes);
   if (files.length === 0) throw new InvalidGeneration('no source files');
   try {
-    normaliseFileSet(files.map((f) => f.path));
+    // The API's own bounds, so what is migrated can be read back like anything saved.
+    normaliseFileSet(files.map((f) => f.path), 'files', { maxLength: MAX_SAVED_PATH_LENGTH, maxDepth: limits.maxPathDepth, maxFolders: limits.maxFolders });
   } catch (err) {
     throw new InvalidGeneration(`file names cannot be stored: ${(err as Error).message}`);
   }

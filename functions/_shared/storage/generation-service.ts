@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { packGeneration, storageKey, type GenerationRef } from '../archive/generation-archive.ts';
 import type { Deletions } from './deletions.ts';
 import { refOf, type GenerationStorage } from './generation-storage.ts';
-import { buildManifest, canonicalJson, contentDigest } from '../archive/manifest.ts';
+import { buildManifest, canonicalJson, contentDigest, encodeManifest } from '../archive/manifest.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import type { Principal } from '../auth/principal.ts';
 import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
@@ -11,17 +11,10 @@ import type { GenerationRecord } from '../db/generations-repo.ts';
 import { AppError, badRequest, ErrorCode, forbidden, generationNotFound, projectNotFound, tooLarge } from '../errors.ts';
 import { hasLoneSurrogate } from '../json-safety.ts';
 import type { Logger } from '../log.ts';
+import { maxManifestBytes, MAX_SAVED_PATH_LENGTH, type Limits } from '../limits.ts';
 import { normaliseFileSet } from '../secure-path.ts';
 import type { LocalStore } from '../stores/local-store.ts';
 
-export interface Limits {
-  maxFiles: number;
-  maxFileBytes: number;
-  maxGenerationBytes: number;
-  maxMetadataBytes: number;
-  /** Cloud on: Storage's upload limit, which the archive itself must fit. */
-  maxArchiveBytes?: number;
-}
 
 export interface SaveInput {
   projectId: string;
@@ -125,6 +118,10 @@ export class GenerationService {
         const ref: GenerationRef = { projectId: input.projectId, generationId, version };
         const createdAt = this.now();
         const manifest = buildManifest({ generationId, projectId: input.projectId, version, createdAt, files, metadata });
+        const manifestBytes = encodeManifest(manifest).byteLength;
+        if (manifestBytes > maxManifestBytes(limits)) {
+          throw tooLarge(`files: their manifest.json would be ${manifestBytes} bytes, over ${maxManifestBytes(limits)} (many long paths): fewer files or shorter paths`);
+        }
         const archive = await packGeneration(manifest, files);
         if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
           throw tooLarge(`archive: ${archive.bytes.byteLength} bytes packed, over the ${limits.maxArchiveBytes} bytes Supabase Storage takes per object (STORAGE_UPLOAD_LIMIT_BYTES)`);
@@ -265,7 +262,7 @@ export class GenerationService {
     const paths = Object.keys(input);
     if (paths.length === 0) throw badRequest('files: must contain at least one file');
     if (paths.length > maxFiles) throw tooLarge(`files: ${paths.length} files, the limit is ${maxFiles}`);
-    const normalised = normaliseFileSet(paths);
+    const normalised = normaliseFileSet(paths, 'files', { maxLength: MAX_SAVED_PATH_LENGTH, maxDepth: this.deps.limits.maxPathDepth, maxFolders: this.deps.limits.maxFolders });
     const enc = new TextEncoder();
     let total = 0;
     return paths.map((p, i) => {
