@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { appContext, JWT_SECRET, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
@@ -64,6 +64,14 @@ describe('a local archive that fails its sha256', () => {
       const g = await save();
       spoil(`${dirOf(ctx, g)}.tar.gz`);
       expect(await download(g.generation_id)).toMatchObject({ status: 200, sha: g.sha256, header: g.sha256 });
+      // set aside for an operator, not deleted, and never read again
+      const aside = readdirSync(join(ctx.config.storagePath, '.codebegen-quarantine')).filter((f) => f.startsWith(`${g.project_id}__v1__${g.generation_id}.`));
+      expect(aside).toHaveLength(1);
+      expect(existsSync(`${dirOf(ctx, g)}.tar.gz`)).toBe(false);
+      expect(ctx.log.lines.some((l) => l.msg === 'stored archive does not match its record: set aside, not used' && l.generation_id === g.generation_id)).toBe(true);
+      // the folder keeps serving the right bytes
+      expect(await download(g.generation_id)).toMatchObject({ status: 200, sha: g.sha256 });
+      writeFileSync(`${dirOf(ctx, g)}.tar.gz`, readFileSync(join(ctx.config.storagePath, '.codebegen-quarantine', aside[0]!)));
       // the folder is gone too: the bucket's copy, verified
       rmSync(dirOf(ctx, g), { recursive: true });
       spoil(`${dirOf(ctx, g)}.tar.gz`);

@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { AppError, archiveTooLarge, invalidArchive } from '../errors.ts';
 import type { ByteChunks } from './tar-gz.ts';
 
@@ -22,7 +22,9 @@ export function boundedGunzip(gz: ByteChunks, maxBytes: number) {
     }
     // The input buffer pinned to Node 20's 16 KiB (Node 22 raised the default to 64 KiB): a bomb is stopped after
     // as little compressed input on every Node.
-    const gunzip = createGunzip({ chunkSize: 64 * 1024, writableHighWaterMark: 16 * 1024 });
+    // (a stream option zlib passes on to its Transform; @types/node's ZlibOptions does not list it)
+    const options: ZlibOptions & { writableHighWaterMark: number } = { chunkSize: 64 * 1024, writableHighWaterMark: 16 * 1024 };
+    const gunzip = createGunzip(options);
     const feeding = pipeline(input, gunzip).catch(() => {}); // its errors surface below, through gunzip
     try {
       for await (const chunk of gunzip as AsyncIterable<Uint8Array>) {

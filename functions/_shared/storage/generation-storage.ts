@@ -1,5 +1,7 @@
 import type { GenerationRef } from '../archive/generation-archive.ts';
-import { packGeneration } from '../archive/generation-archive.ts';
+import { mkdir, rename } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { generationDirName, packGeneration } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
@@ -39,6 +41,9 @@ export interface GenerationStorage {
   removeCopies(ref: GenerationRef, storageKey: string): Promise<void>;
 }
 
+/** Where archives that failed their check are kept (inside STORAGE_PATH, never a project id: not a UUID). */
+export const QUARANTINE = '.codebegen-quarantine';
+
 export const refOf = (r: GenerationRecord): GenerationRef => ({ projectId: r.projectId, generationId: r.id, version: r.version });
 
 /** Cloud off: the local disk is the only copy. */
@@ -74,7 +79,7 @@ export class LocalGenerationStorage implements GenerationStorage {
     const ref = refOf(record);
     const stored = await this.local.readArchive(ref);
     if (stored && sha256Hex(stored) === record.archiveSha256) return stored;
-    if (stored) this.log.error('stored archive does not match its record; not used', { generation_id: record.id, bytes: stored.byteLength });
+    if (stored) await this.setAside(record, stored.byteLength);
     const onDisk = await this.local.read(ref, ['hierarchical']);
     if (!onDisk) return undefined;
     const packed = await packGeneration(record.manifest, onDisk.files);
@@ -84,6 +89,24 @@ export class LocalGenerationStorage implements GenerationStorage {
       throw internal('stored generation failed its integrity check');
     }
     return packed.bytes;
+  }
+
+  /**
+   * Moves a stored archive that fails its sha256 out of the way, into `{STORAGE_PATH}/.codebegen-quarantine/`, for an
+   * operator to look at: never served, never uploaded, never deleted silently. The folder beside it, if it packs to
+   * the recorded bytes, serves from then on.
+   */
+  private async setAside(record: GenerationRecord, bytes: number): Promise<void> {
+    const ref = refOf(record);
+    const dir = join(this.local.root, QUARANTINE);
+    const to = join(dir, `${ref.projectId}__${generationDirName(ref)}.${Date.now()}.tar.gz`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await rename(this.local.archivePath(ref), to);
+      this.log.error('stored archive does not match its record: set aside, not used', { generation_id: record.id, bytes, set_aside: relative(this.local.root, to) });
+    } catch (err) {
+      this.log.error('stored archive does not match its record; not used (and could not be set aside)', { generation_id: record.id, bytes, error: err });
+    }
   }
 
   /** This host's copy of the exact recorded bytes, or undefined: what uploads and cloud-mode reads may use. */
