@@ -52,6 +52,7 @@ export async function* packTreeStream(opts: PackOptions): AsyncGenerator<Uint8Ar
   const entries = archiveOrder(opts);
   const ahead = readAhead(entries.map((e) => (e.file && !('data' in e.file) ? e.file : undefined)));
   const gzip = new DeterministicGzip();
+  const pause = cooperative();
   try {
     for (const [i, entry] of entries.entries()) {
       if (!entry.file) {
@@ -61,14 +62,20 @@ export async function* packTreeStream(opts: PackOptions): AsyncGenerator<Uint8Ar
       const f = entry.file;
       const size = 'data' in f ? f.data.byteLength : f.size;
       gzip.write(tarHeader({ name: entry.name, type: 'file', size, mode: 0o644, mtime }));
-      if ('data' in f) gzip.write(f.data);
-      else {
+      if ('data' in f) {
+        for (let at = 0; at < f.data.byteLength; at += PAUSE_EVERY_BYTES) {
+          gzip.write(f.data.subarray(at, at + PAUSE_EVERY_BYTES));
+          yield* gzip.take();
+          await pause();
+        }
+      } else {
         let read = 0;
         for await (const chunk of ahead.chunks(i)) {
           read += chunk.byteLength;
           if (read > size) break;
           gzip.write(chunk);
           yield* gzip.take();
+          await pause();
         }
         if (read !== size) throw new Error(`[archive] ${JSON.stringify(f.path)} changed while being packed: ${size} bytes expected`);
       }
@@ -84,6 +91,24 @@ export async function* packTreeStream(opts: PackOptions): AsyncGenerator<Uint8Ar
 }
 
 type Packable = TreeFile | StreamedFile;
+
+/** In-memory files are fed to deflate this much at a time, so a large one never holds the thread for long. */
+const PAUSE_EVERY_BYTES = 256 * 1024;
+
+/**
+ * Deflate is synchronous JavaScript: a large pack would hold the event loop for seconds, and every other request
+ * with it. This gives the loop a turn (a macrotask, so I/O and timers run) whenever the pack has had it for 10 ms.
+ * The bytes do not depend on it.
+ */
+function cooperative(sliceMs = 10): () => Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? ((f: () => void) => setTimeout(f, 0));
+  let since = performance.now();
+  return async () => {
+    if (performance.now() - since < sliceMs) return;
+    await new Promise<void>((resolve) => immediate(resolve));
+    since = performance.now();
+  };
+}
 
 /** The entries in Python's order (see `packTree`), after checking every path; a folder has no `file`. */
 function archiveOrder(opts: PackOptions): { name: string; file?: Packable }[] {

@@ -95,6 +95,11 @@ export async function lastVersion(tx: Tx, projectId: string): Promise<number> {
   return Number(rows[0]?.v ?? 0);
 }
 
+/** Reserves a version for a save about to pack: the counter only ever rises (service role: users cannot update projects). */
+export async function reserveVersion(tx: Tx, projectId: string, version: number): Promise<void> {
+  await tx.query(`update public.projects set last_version = greatest(last_version, $2::int) where id = $1::uuid`, [projectId, version]);
+}
+
 export async function versionTaken(tx: Tx, projectId: string, version: number): Promise<boolean> {
   return (await tx.query(`select 1 from public.generations where project_id = $1::uuid and version = $2::int`, [projectId, version])).length > 0;
 }

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { packGeneration, storageKey, type GenerationRef } from '../archive/generation-archive.ts';
+import { packGeneration, storageKey, type GenerationRef, type PackedArchive } from '../archive/generation-archive.ts';
 import type { Deletions } from './deletions.ts';
 import { refOf, type GenerationStorage } from './generation-storage.ts';
-import { buildManifest, canonicalJson, contentDigest, encodeManifest } from '../archive/manifest.ts';
+import { buildManifest, canonicalJson, contentDigest, encodeManifest, type Manifest } from '../archive/manifest.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import type { Principal } from '../auth/principal.ts';
 import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
@@ -62,6 +62,13 @@ export class GenerationService {
     return p.kind === 'service' ? this.deps.db.asService(fn) : this.deps.db.asUser(p.claims, fn);
   }
 
+  /**
+   * Saves in three steps, so that nothing slow holds the database (on the embedded one, its only connection):
+   * 1. under the project's lock, briefly: is this a replay, a conflict, or new — and if new, its version, reserved;
+   * 2. outside any transaction: the manifest and the archive (the CPU-heavy part);
+   * 3. under the lock again: the row, its archive in the outbox (cloud on) and the files, committed together.
+   * A save that fails between 1 and 3 leaves its version unused: versions are never reused, so that is only a gap.
+   */
   async save(principal: Principal, input: SaveInput): Promise<SaveResult> {
     const { limits } = this.deps;
     const ownerId = resolveOwner(principal, input.ownerId);
@@ -70,76 +77,104 @@ export class GenerationService {
     if (new TextEncoder().encode(canonicalJson(metadata)).byteLength > limits.maxMetadataBytes) {
       throw tooLarge(`metadata: over ${limits.maxMetadataBytes} bytes`);
     }
-    const generationId = input.generationId ?? randomUUID();
-    const contentSha256 = contentDigest(files, metadata);
+    const request: SaveRequest = { projectId: input.projectId, generationId: input.generationId ?? randomUUID(), ownerId, version: input.version, contentSha256: contentDigest(files, metadata) };
+    let plan: Plan;
+    try {
+      plan = await this.plan(principal, request);
+    } catch (err) {
+      throw mapDbError(err);
+    }
+    if (plan.kind === 'durable') return this.announce({ record: plan.record, created: false }, false);
+    const manifest =
+      plan.kind === 'restore'
+        ? plan.record.manifest
+        : buildManifest({ generationId: request.generationId, projectId: request.projectId, version: plan.version, createdAt: this.now(), files, metadata });
+    const manifestBytes = encodeManifest(manifest).byteLength;
+    if (manifestBytes > maxManifestBytes(limits)) {
+      throw tooLarge(`files: their manifest.json would be ${manifestBytes} bytes, over ${maxManifestBytes(limits)} (many long paths): fewer files or shorter paths`);
+    }
+    const archive = await packGeneration(manifest, files);
+    if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
+      throw tooLarge(`archive: ${archive.bytes.byteLength} bytes packed, over the ${limits.maxArchiveBytes} bytes Supabase Storage takes per object (STORAGE_UPLOAD_LIMIT_BYTES)`);
+    }
+    return this.commit(principal, request, plan, manifest, files, archive);
+  }
+
+  /** Step 1: what this save is. Reserves a new generation's version; packs nothing. */
+  private plan(principal: Principal, r: SaveRequest): Promise<Plan> {
+    return this.as(principal, async (tx): Promise<Plan> => {
+      await repo.lockProject(tx, r.projectId);
+      const existing = await repo.findGeneration(tx, r.generationId);
+      if (existing) {
+        assertSameGeneration(existing, r);
+        // A replay of a generation whose bytes are gone (lost, or removed after a commit whose outcome was
+        // unknown): the caller sent them again, so they are restored instead of a loss being confirmed.
+        return (await this.deps.storage.durable(tx, existing)) ? { kind: 'durable', record: existing } : { kind: 'restore', record: existing };
+      }
+      const owner = await repo.ensureProject(tx, r.projectId, r.ownerId);
+      if (owner === undefined) throw projectNotFound();
+      if (owner !== r.ownerId) {
+        // Only the service role can see another owner's project; a user sees nothing (above).
+        throw new AppError(ErrorCode.GenerationConflict, 409, `project ${r.projectId} belongs to another owner`);
+      }
+      const last = await repo.lastVersion(tx, r.projectId);
+      const version = r.version ?? last + 1;
+      if (r.version !== undefined) {
+        if (await repo.versionTaken(tx, r.projectId, version)) {
+          throw new AppError(ErrorCode.VersionConflict, 409, `version ${version} of project ${r.projectId} already exists`);
+        }
+        if (version <= last) {
+          throw new AppError(
+            ErrorCode.VersionConflict,
+            409,
+            `version ${version} of project ${r.projectId} cannot be used: versions are never reused, even after a delete (the next is ${last + 1})`,
+          );
+        }
+      }
+      // Reserved now, used at commit; the counter is the service's to move (users cannot update projects).
+      await asServiceWithin(tx, () => repo.reserveVersion(tx, r.projectId, version));
+      return { kind: 'new', version };
+    });
+  }
+
+  /** Step 3: the row, its bytes and its files, in one transaction; a COMMIT whose outcome is hidden is found out. */
+  private async commit(principal: Principal, r: SaveRequest, plan: Exclude<Plan, { kind: 'durable' }>, manifest: Manifest, files: TreeFile[], archive: PackedArchive): Promise<SaveResult> {
     // Set once local files are placed: from then on a failure may hide a commit that happened (see below).
     let written: GenerationRef | undefined;
     // Whether this transaction staged the archive (and with it the first claim on its upload).
     let staged = false;
     try {
       const result = await this.as(principal, async (tx): Promise<SaveResult> => {
-        await repo.lockProject(tx, input.projectId);
-        const existing = await repo.findGeneration(tx, generationId);
-        if (existing) {
-          const same =
-            existing.projectId === input.projectId &&
-            existing.contentSha256 === contentSha256 &&
-            existing.ownerId === ownerId &&
-            (input.version === undefined || input.version === existing.version);
-          if (!same) throw new AppError(ErrorCode.GenerationConflict, 409, `generation ${generationId} already exists with other content`);
+        await repo.lockProject(tx, r.projectId);
+        const existing = await repo.findGeneration(tx, r.generationId);
+        if (plan.kind === 'restore') {
+          if (!existing || existing.archiveSha256 !== plan.record.archiveSha256) throw concurrentSave(r.generationId);
           if (await this.deps.storage.durable(tx, existing)) return { record: existing, created: false };
-          // A replay of a generation whose bytes are gone (lost, or removed after a commit whose outcome was
-          // unknown): the caller sent them again, so restore them instead of confirming a loss.
-          const restored = await this.restore(tx, existing, files, (ref) => (written = ref));
+          const record = await this.restore(tx, existing, files, archive, (ref) => (written = ref));
           staged = true;
-          return { record: restored, created: false };
+          return { record, created: false };
         }
-        const owner = await repo.ensureProject(tx, input.projectId, ownerId);
-        if (owner === undefined) throw projectNotFound();
-        if (owner !== ownerId) {
-          // Only the service role can see another owner's project; a user sees nothing (above).
-          throw new AppError(ErrorCode.GenerationConflict, 409, `project ${input.projectId} belongs to another owner`);
+        if (existing) {
+          // Another save of this id committed between our steps 1 and 3.
+          assertSameGeneration(existing, r);
+          if (await this.deps.storage.durable(tx, existing)) return { record: existing, created: false };
+          throw concurrentSave(r.generationId);
         }
-        // Under the project lock: the counter cannot move between this read and the insert (whose trigger moves it).
-        const last = await repo.lastVersion(tx, input.projectId);
-        const version = input.version ?? last + 1;
-        if (input.version !== undefined) {
-          if (await repo.versionTaken(tx, input.projectId, version)) {
-            throw new AppError(ErrorCode.VersionConflict, 409, `version ${version} of project ${input.projectId} already exists`);
-          }
-          if (version <= last) {
-            throw new AppError(
-              ErrorCode.VersionConflict,
-              409,
-              `version ${version} of project ${input.projectId} cannot be used: versions are never reused, even after a delete (the next is ${last + 1})`,
-            );
-          }
-        }
-        const ref: GenerationRef = { projectId: input.projectId, generationId, version };
-        const createdAt = this.now();
-        const manifest = buildManifest({ generationId, projectId: input.projectId, version, createdAt, files, metadata });
-        const manifestBytes = encodeManifest(manifest).byteLength;
-        if (manifestBytes > maxManifestBytes(limits)) {
-          throw tooLarge(`files: their manifest.json would be ${manifestBytes} bytes, over ${maxManifestBytes(limits)} (many long paths): fewer files or shorter paths`);
-        }
-        const archive = await packGeneration(manifest, files);
-        if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
-          throw tooLarge(`archive: ${archive.bytes.byteLength} bytes packed, over the ${limits.maxArchiveBytes} bytes Supabase Storage takes per object (STORAGE_UPLOAD_LIMIT_BYTES)`);
-        }
+        const ref: GenerationRef = { projectId: r.projectId, generationId: r.generationId, version: plan.version };
         const record = await repo.insertGeneration(tx, {
-          id: generationId,
-          projectId: input.projectId,
-          ownerId,
-          version,
+          id: r.generationId,
+          projectId: r.projectId,
+          ownerId: r.ownerId,
+          version: plan.version,
           fileCount: manifest.file_count,
           totalSizeBytes: manifest.total_size_bytes,
           archiveSizeBytes: archive.bytes.byteLength,
           archiveSha256: archive.sha256,
-          contentSha256,
+          contentSha256: r.contentSha256,
           manifest,
           storageKey: storageKey(ref),
           uploadStatus: this.deps.storage.cloudEnabled ? 'pending' : 'local',
-          createdAt,
+          createdAt: new Date(manifest.created_at),
         });
         // Cloud on, the archive's bytes commit with the row (the upload outbox): durable beyond this host.
         await this.deps.storage.stage(tx, record, archive.bytes);
@@ -148,44 +183,47 @@ export class GenerationService {
         await this.deps.local.write(ref, manifest, files, archive.bytes);
         written = ref;
         this.deps.log.info('generation saved', {
-          generation_id: generationId,
-          project_id: input.projectId,
-          version,
+          generation_id: r.generationId,
+          project_id: r.projectId,
+          version: plan.version,
           file_count: manifest.file_count,
           archive_bytes: archive.bytes.byteLength,
         });
         return { record, created: true };
       });
-      // Committed: now, and only now, the background work may start.
-      if (result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record, staged);
-      return result;
+      return this.announce(result, staged);
     } catch (err) {
       if (written) {
         // The files are placed; the failure came at or after COMMIT, whose outcome a dropped connection hides.
         // Find out before touching anything: removing the files of a committed row would lose an acknowledged save.
-        const outcome = await this.commitOutcome(written, contentSha256);
+        const outcome = await this.commitOutcome(written, r.contentSha256);
         if (outcome === 'absent') await this.deps.local.remove(written).catch(() => {});
         else if (outcome === 'unknown') {
           this.deps.log.error('save outcome unknown; files kept', { generation_id: written.generationId, error: err });
           throw new AppError(ErrorCode.StorageUnavailable, 503, 'the database did not confirm the save: send it again', { cause: err });
         } else {
           this.deps.log.warn('commit reported failed but the row is there: saved', { generation_id: written.generationId, error: err });
-          if (outcome.uploadStatus !== 'uploaded') this.deps.storage.saved(outcome, staged);
-          return { record: outcome, created: true };
+          return this.announce({ record: outcome, created: true }, staged);
         }
       }
       throw mapDbError(err);
     }
   }
 
+  /** Committed: now, and only now, the background work may start. */
+  private announce(result: SaveResult, staged: boolean): SaveResult {
+    if (result.record.uploadStatus !== 'uploaded') this.deps.storage.saved(result.record, staged);
+    return result;
+  }
+
   /**
-   * Puts a replayed generation's bytes back: packed again from what the caller re-sent with the recorded manifest,
-   * written locally unless a copy is here, and staged (cloud on), the row `pending` again. Same content, proven by
-   * content_sha256; should the packer have changed since, the row records the new archive's digest.
+   * Puts a replayed generation's bytes back: the archive packed again (outside the transaction) from what the
+   * caller re-sent with the recorded manifest, written locally unless a copy is here, and staged (cloud on), the
+   * row `pending` again. Same content, proven by content_sha256; should the packer have changed since, the row
+   * records the new archive's digest.
    */
-  private async restore(tx: Tx, existing: GenerationRecord, files: TreeFile[], placed: (ref: GenerationRef) => void): Promise<GenerationRecord> {
+  private async restore(tx: Tx, existing: GenerationRecord, files: TreeFile[], archive: PackedArchive, placed: (ref: GenerationRef) => void): Promise<GenerationRecord> {
     const ref = refOf(existing);
-    const archive = await packGeneration(existing.manifest, files);
     const record = await asServiceWithin(tx, async () => {
       if (archive.sha256 !== existing.archiveSha256) await repo.replaceArchive(tx, existing.id, archive.sha256, archive.bytes.byteLength);
       if (this.deps.storage.cloudEnabled) await repo.markPending(tx, existing.id);
@@ -276,6 +314,30 @@ export class GenerationService {
     });
   }
 }
+
+/** What a save asks for, as steps 1 and 3 both check it. */
+interface SaveRequest {
+  projectId: string;
+  generationId: string;
+  ownerId: string;
+  version?: number;
+  contentSha256: string;
+}
+
+type Plan = { kind: 'new'; version: number } | { kind: 'restore'; record: GenerationRecord } | { kind: 'durable'; record: GenerationRecord };
+
+/** The same generation sent again (same project, owner, content, and version if given), or a 409. */
+function assertSameGeneration(existing: GenerationRecord, r: SaveRequest): void {
+  const same =
+    existing.projectId === r.projectId &&
+    existing.contentSha256 === r.contentSha256 &&
+    existing.ownerId === r.ownerId &&
+    (r.version === undefined || r.version === existing.version);
+  if (!same) throw new AppError(ErrorCode.GenerationConflict, 409, `generation ${r.generationId} already exists with other content`);
+}
+
+const concurrentSave = (id: string) =>
+  new AppError(ErrorCode.StorageUnavailable, 503, `another save of generation ${id} was under way at the same time: send it again`);
 
 function resolveOwner(principal: Principal, ownerId: string | undefined): string {
   if (principal.kind === 'service') {
