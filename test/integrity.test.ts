@@ -2,6 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { LocalGenerationStorage } from '../functions/_shared/storage/generation-storage.ts';
+import { LocalStore } from '../functions/_shared/stores/local-store.ts';
 import { appContext, JWT_SECRET, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
@@ -159,5 +161,29 @@ describe('concurrent reads', () => {
     rmSync(join(ctx.config.storagePath, fresh.project_id), { recursive: true, force: true });
     expect(await download(fresh.generation_id)).toMatchObject({ status: 200, sha: fresh.sha256, header: fresh.sha256 });
     await slow; // whatever the old read ends with, it never answered for the new generation
+  });
+});
+
+describe('a folder-only generation deleted while it is read', () => {
+  it('is no copy, not a copy that failed its check: no integrity error, no false alarm in the log', async () => {
+    const off = await appContext();
+    try {
+      const g = await save(off);
+      rmSync(`${dirOf(off, g)}.tar.gz`); // as CodebeGen's Python writes it: a folder, no archive
+      const record = (await off.service.get({ kind: 'service', claims: { role: 'service_role' } }, g.generation_id))!;
+      // a disk whose folder is deleted right after it was read (half of it, as a delete racing the read would)
+      class RacingStore extends LocalStore {
+        override async read(...args: Parameters<LocalStore['read']>) {
+          const got = await super.read(...args);
+          rmSync(dirOf(off, g), { recursive: true, force: true });
+          return got && { ...got, files: got.files.slice(0, 1) };
+        }
+      }
+      const storage = new LocalGenerationStorage(new RacingStore(off.config.storagePath), off.log);
+      expect(await storage.localArchive(record)).toBeUndefined();
+      expect(off.log.lines.some((l) => l.msg === 'archive does not match its record')).toBe(false);
+    } finally {
+      await off.close();
+    }
   });
 });

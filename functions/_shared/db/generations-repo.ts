@@ -136,15 +136,22 @@ export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<Genera
   return toRecord(rows[0]!);
 }
 
-/** Newest version first; `beforeVersion` pages on. */
-export async function listGenerations(tx: Tx, projectId: string, limit: number, beforeVersion?: number): Promise<GenerationRecord[]> {
+/** A row without its manifest: what a listing shows (a manifest can be megabytes). */
+export type GenerationSummary = Omit<GenerationRecord, 'manifest'>;
+const SUMMARY_COLUMNS = COLUMNS.replace('manifest, ', '');
+
+/** Newest version first; `beforeVersion` pages on. Manifests are not read: a listing never shows them. */
+export async function listGenerations(tx: Tx, projectId: string, limit: number, beforeVersion?: number): Promise<GenerationSummary[]> {
   const rows = await tx.query<Row>(
-    `select ${COLUMNS} from public.generations
+    `select ${SUMMARY_COLUMNS} from public.generations
      where project_id = $1::uuid and ($2::int is null or version < $2::int)
      order by version desc limit $3::int`,
     [projectId, beforeVersion ?? null, limit],
   );
-  return rows.map(toRecord);
+  return rows.map((r) => {
+    const { manifest: _, ...summary } = toRecord({ ...r, manifest: {} as Manifest });
+    return summary;
+  });
 }
 
 export async function deleteGeneration(tx: Tx, id: string): Promise<GenerationRecord | undefined> {

@@ -5,7 +5,7 @@ import { generationDirName } from '../archive/generation-archive.ts';
 import type { DownloadSigner } from '../auth/download-token.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Authenticate } from '../auth/verify-jwt.ts';
-import type { GenerationRecord } from '../db/generations-repo.ts';
+import type { GenerationRecord, GenerationSummary } from '../db/generations-repo.ts';
 import { AppError, badRequest, ErrorCode, invalidPath, tooLarge } from '../errors.ts';
 import { renderErrors } from './error-handling.ts';
 import { jsonProblem } from '../json-safety.ts';
@@ -63,7 +63,7 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
     if (!parsed.success) throw badRequest(`id: must be a UUID`);
     return parsed.data;
   };
-  const summary = (r: GenerationRecord) => ({
+  const summary = (r: GenerationSummary) => ({
     generation_id: r.id,
     project_id: r.projectId,
     version: r.version,

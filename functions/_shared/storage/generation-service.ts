@@ -272,7 +272,13 @@ export class GenerationService {
   async archive(principal: Principal, generationId: string, archiveSha256?: string): Promise<{ record: GenerationRecord; bytes: Uint8Array }> {
     const record = await this.get(principal, generationId);
     if (archiveSha256 !== undefined && archiveSha256 !== record.archiveSha256) throw generationNotFound();
-    return { record, bytes: await this.deps.storage.archive(record) };
+    try {
+      return { record, bytes: await this.deps.storage.archive(record) };
+    } catch (err) {
+      // Deleted while it was being read: that is a 404, not a storage failure.
+      if ((await this.as(principal, (tx) => repo.findGeneration(tx, generationId)).catch(() => record)) === undefined) throw generationNotFound();
+      throw err;
+    }
   }
 
   /** A direct cloud download URL for a record already read as its principal, when there is one. */

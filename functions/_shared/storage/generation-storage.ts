@@ -84,6 +84,8 @@ export class LocalGenerationStorage implements GenerationStorage {
     if (!onDisk) return undefined;
     const packed = await packGeneration(record.manifest, onDisk.files);
     if (packed.sha256 !== record.archiveSha256) {
+      // Removed while we read it (a delete): not a copy that failed its check, just no copy.
+      if (!(await this.local.locate(ref, ['hierarchical']))) return undefined;
       this.log.error('archive does not match its record', { generation_id: record.id, expected: record.archiveSha256, actual: packed.sha256 });
       if (opts.mismatch === 'miss') return undefined;
       throw internal('stored generation failed its integrity check');
