@@ -118,6 +118,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
     throw listenError(err, config.port, host);
   });
   server.on('clientError', answerMalformed);
+  answerOddities(server);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info('server started', { url: `http://${host}:${port}/functions/v1/generations`, database: config.databaseUrl ? 'postgres' : 'pglite', jwt_secret: source, cloud: config.useCloudStorage });
@@ -176,6 +177,32 @@ async function ensurePortFree(port: number, host: string): Promise<void> {
     probe.listen(port, host, () => probe.close(() => resolve()));
   }).catch((err: unknown) => {
     throw listenError(err, port, host);
+  });
+}
+
+/**
+ * What Node answers itself, outside any route, gets our JSON error body too: `Expect:` values other than
+ * 100-continue (Node's bare 417), CONNECT (Node closes the socket), and request targets that are not a path
+ * (`GET *`, `GET http://…`), which Hono cannot route.
+ */
+function answerOddities(server: ServerType): void {
+  const json = (code: ErrorCode, message: string) => JSON.stringify({ error: { code, message } });
+  const http = server as import('node:http').Server;
+  http.on('checkExpectation', (req, res) => {
+    const body = json(ErrorCode.InvalidRequest, `Expect: ${String(req.headers.expect).slice(0, 60)} is not supported (only 100-continue)`);
+    res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+  });
+  http.on('connect', (_req, socket: Duplex) => {
+    const body = json(ErrorCode.MethodNotAllowed, 'CONNECT is not allowed here');
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nallow: GET, POST, DELETE\r\nconnection: close\r\n\r\n${body}`);
+  });
+  // Ahead of Hono's own listener: a target that is not a path is answered here and never reaches it.
+  const listeners = http.listeners('request') as ((req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void)[];
+  http.removeAllListeners('request');
+  http.on('request', (req, res) => {
+    if (req.url?.startsWith('/')) return void listeners.forEach((l) => l(req, res));
+    const body = json(ErrorCode.InvalidRequest, 'the request target must be a path (/functions/v1/…)');
+    res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
   });
 }
 

@@ -2,9 +2,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { findGeneration } from '../functions/_shared/db/generations-repo.ts';
+import { unpackLimitsFor } from '../functions/_shared/limits.ts';
 import { LocalGenerationStorage } from '../functions/_shared/storage/generation-storage.ts';
+import { HybridGenerationStorage } from '../functions/_shared/storage/hybrid-storage.ts';
 import { LocalStore } from '../functions/_shared/stores/local-store.ts';
 import { appContext, JWT_SECRET, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
+import { rawEntry, rawTarGz } from './helpers/raw-tar.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
 // Every byte served or uploaded is checked against the recorded sha256, on every tier: a local archive that was
@@ -185,5 +189,30 @@ describe('a folder-only generation deleted while it is read', () => {
     } finally {
       await off.close();
     }
+  });
+});
+
+describe('a cache on a full disk', () => {
+  it('costs only speed: the verified bytes are checked in memory and served; an archive the unpacker refuses is still refused', async () => {
+    const g = await save();
+    rmSync(join(ctx.config.storagePath, g.project_id), { recursive: true, force: true });
+    const record = (await ctx.db.asService((tx) => findGeneration(tx, g.generation_id)))!;
+    class FullDisk extends LocalStore {
+      override async writeFilled(): Promise<void> {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+      }
+    }
+    const storage = new HybridGenerationStorage(ctx.db, new LocalGenerationStorage(ctx.local, ctx.log), new FullDisk(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, {
+      cacheTtlMs: 3600_000,
+      unpackLimits: unpackLimitsFor(ctx.config.limits),
+    });
+    expect(sha256(await storage.archive(record))).toBe(g.sha256);
+    expect(ctx.log.lines.some((l) => l.msg === 'cache not filled (the disk failed); serving the verified bytes anyway' && l.generation_id === g.generation_id)).toBe(true);
+    // bytes that match their record but fail the unpacker (an entry climbing out of the root) are not served
+    const hostile = rawTarGz(rawEntry({ name: `v1__${g.generation_id}/source/../../../x`, body: new TextEncoder().encode('x') }));
+    writeFileSync(objectOf(g), hostile);
+    await ctx.db.asService((tx) => tx.query('update generations set archive_sha256 = $2, archive_size_bytes = $3 where id = $1::uuid', [g.generation_id, sha256(hostile), hostile.byteLength]));
+    const spoiled = (await ctx.db.asService((tx) => findGeneration(tx, g.generation_id)))!;
+    await expect(storage.archive(spoiled)).rejects.toMatchObject({ status: 422 });
   });
 });

@@ -5,6 +5,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../functions/_shared/config.ts';
+import { unpackLimitsFor } from '../../functions/_shared/limits.ts';
 import { unpackGeneration } from '../../functions/_shared/archive/generation-archive.ts';
 import { unpackTree } from '../../functions/_shared/archive/tar-gz.ts';
 import { AppError } from '../../functions/_shared/errors.ts';
@@ -23,14 +25,10 @@ import { findMarker, report, serverDatabase, sha256, treeDiff, treeSnapshot } fr
 // folder around the store, and a search for the entries' marker), and a good save and read work right after.
 
 const BUCKET = 'codebegen-projects';
-const LIMITS = { MAX_FILES: '50', MAX_FILE_BYTES: '65536', MAX_GENERATION_BYTES: '262144', MAX_METADATA_BYTES: '4096', MAX_REQUEST_BYTES: '524288' };
+const LIMITS = { MAX_FILES: '50', MAX_FOLDERS: '50', MAX_FILE_BYTES: '65536', MAX_GENERATION_BYTES: '262144', MAX_METADATA_BYTES: '4096', MAX_REQUEST_BYTES: '524288' };
 const MAX_FILES = Number(LIMITS.MAX_FILES);
 /** What wiring.ts gives the cold-read unpacker for these limits. */
-const UNPACK_LIMITS = {
-  maxEntries: MAX_FILES * 2 + 16,
-  maxFileBytes: Number(LIMITS.MAX_FILE_BYTES) + Number(LIMITS.MAX_METADATA_BYTES) + 1024 * 1024,
-  maxTotalBytes: Number(LIMITS.MAX_GENERATION_BYTES) * 2,
-};
+const UNPACK_LIMITS = unpackLimitsFor(loadConfig(LIMITS).limits);
 const alice = randomUUID();
 let A: string;
 
@@ -122,7 +120,7 @@ describe('hostile archives', () => {
     expect(bucketReads(g.key)).toBe(reads);
   });
 
-  const corpus = hostileArchives(MAX_FILES);
+  const corpus = hostileArchives(UNPACK_LIMITS.maxEntries);
 
   it(`refuses each of ${corpus.length} hostile archives on a cold read with a clear 4xx, writes nothing, keeps serving`, async () => {
     const outcomes: Record<string, string> = {};
@@ -388,6 +386,10 @@ describe('hostile requests to the Node host over HTTP', () => {
     ['two different Content-Lengths', null, () => rawPost('content-length: 5\r\ncontent-length: 6\r\n', '{}    '), 400, 'invalid_request'],
     ['a bad chunk size', null, () => rawPost('transfer-encoding: chunked\r\n', 'zz\r\nhello\r\n0\r\n\r\n'), 400, 'invalid_request'],
     ['a client hanging up mid-body', 'new', (p) => rawPost('content-length: 1000\r\n', `{"project_id":"${p}","files":{"${MARKER}.py":`), 400, 'invalid_request'],
+    ['GET * (a target that is not a path)', null, () => raw(`GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), 400, 'invalid_request'],
+    ['an absolute-form target', null, () => raw(`GET http://evil.example/functions/v1/generations/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), 400, 'invalid_request'],
+    ['Expect: x (not 100-continue)', null, () => raw(`GET ${P}/health HTTP/1.1\r\nHost: x\r\nExpect: x\r\nConnection: close\r\n\r\n`), 417, 'invalid_request'],
+    ['CONNECT', null, () => raw(`CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`), 405, 'method_not_allowed'],
   ];
 
   it(`answers each of ${cases.length} hostile requests with a clear 4xx, writes nothing, keeps serving`, async () => {

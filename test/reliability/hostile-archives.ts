@@ -37,8 +37,8 @@ const withEntry = (name: string, bad: (root: string) => Uint8Array[]): HostileAr
 });
 const file = (name: string, extra: Partial<RawEntry> = {}) => rawEntry({ name, body: utf8('pwned\n'), ...extra });
 
-/** Every hostile archive the corpus tries. `maxFiles` is the server's MAX_FILES (its unpack limit is twice that). */
-export function hostileArchives(maxFiles: number): HostileArchive[] {
+/** Every hostile archive the corpus tries. `maxEntries` is the unpacker's entry limit (functions/_shared/limits.ts). */
+export function hostileArchives(maxEntries: number): HostileArchive[] {
   return [
     // paths
     withEntry('"../" path', () => file(`../${MARKER}`)),
@@ -92,6 +92,6 @@ export function hostileArchives(maxFiles: number): HostileArchive[] {
     },
     // bombs and limits
     { name: 'gzip bomb (1 GiB of zeros)', build: (r) => zeroBomb(1024, ustarHeader({ name: `${r}/source/${MARKER}.bin`, size: 1024 * 2 ** 20 })) },
-    { name: `more entries than the limit (${maxFiles * 2 + 17})`, build: (r, m) => rawTarGz([...goodEntries(r, m), ...Array.from({ length: maxFiles * 2 + 17 }, (_, i) => file(`${r}/source/f${i}.py`)).flat()]) },
+    { name: `more entries than the limit (${maxEntries + 1})`, build: (r, m) => rawTarGz([...goodEntries(r, m), ...Array.from({ length: maxEntries + 1 }, (_, i) => file(`${r}/source/f${i}.py`)).flat()]) },
   ];
 }

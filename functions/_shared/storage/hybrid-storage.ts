@@ -1,6 +1,6 @@
 import { generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
-import type { UnpackLimits } from '../archive/tar-gz.ts';
+import { unpackStream, type UnpackLimits } from '../archive/tar-gz.ts';
 import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import * as outbox from '../db/outbox-repo.ts';
@@ -10,6 +10,13 @@ import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalStore } from '../stores/local-store.ts';
 import { refOf, type GenerationStorage, type LocalGenerationStorage } from './generation-storage.ts';
 import type { UploadQueue } from './upload-queue.ts';
+
+/** The disk's own failures, which no archive can cause: its bytes are then checked without being written. */
+const DISK_TROUBLE = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
+
+const drain = async (chunks: AsyncIterable<Uint8Array>) => {
+  for await (const _ of chunks);
+};
 
 export interface HybridOptions {
   /** How long a generation pulled back from the cloud stays fresh in the cache. */
@@ -152,8 +159,11 @@ export class HybridGenerationStorage implements GenerationStorage {
     try {
       await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
     } catch (err) {
-      if (err instanceof AppError && err.status < 500) throw err;
-      this.log.warn('cache not filled; serving the verified bytes anyway', { generation_id: record.id, error: err });
+      // A full or failing disk costs only speed: the archive is checked by the unpacker in memory instead (its
+      // files read and dropped), and served. Anything else is the archive failing the unpacker: never served.
+      if (!DISK_TROUBLE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      await unpackStream([bytes], this.opts.unpackLimits, { folder: () => {}, file: async (_p, _s, chunks) => void (await drain(chunks)) });
+      this.log.warn('cache not filled (the disk failed); serving the verified bytes anyway', { generation_id: record.id, error: err });
     }
   }
 }
