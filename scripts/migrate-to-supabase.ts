@@ -1,5 +1,5 @@
 // `npm run migrate -- [options]`: moves every local generation to the Supabase bucket. See docs/MIGRATION.md.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { relative, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
@@ -40,7 +40,15 @@ async function main(argv: string[]): Promise<number> {
   if (!opts.dryRun && (!url || !serviceKey)) {
     throw new UsageError('[migration] SUPABASE_URL and SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) must be set for a real run (--dry-run needs neither)');
   }
-  if (!existsSync(config.storagePath)) throw new UsageError(`[migration] STORAGE_PATH ${config.storagePath} does not exist`);
+  if (!existsSync(config.storagePath) || !statSync(config.storagePath).isDirectory()) {
+    const what = process.env.STORAGE_PATH ? `STORAGE_PATH ${config.storagePath}` : `STORAGE_PATH is not set, and its default ${config.storagePath}`;
+    throw new UsageError(
+      `[migration] ${what} ${existsSync(config.storagePath) ? 'is not a folder' : 'does not exist'}.\n` +
+        `STORAGE_PATH must point at CodebeGen's storage folder: the one its Python service writes\n` +
+        `{project_id}/generations/v{version}__{generation_id}/ into. Set it in ./.env, or for one run:\n` +
+        `  STORAGE_PATH=/path/to/codebegen/storage npm run migrate -- --dry-run --mapping owners.csv`,
+    );
+  }
   const mapping = await loadMapping(opts);
   const reportPath = resolve(opts.report ?? `reports/migration-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   if (await isInsideReal(config.storagePath, reportPath)) throw new UsageError('[migration] --report must not be inside STORAGE_PATH (the local files are never written)');
@@ -82,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
       for (const g of report.generations.filter((e) => e.outcome === 'would_upload')) {
         console.log(`would upload ${g.storage_key} (${g.archive_bytes} bytes, ${g.file_count} files, owner ${g.owner_id})`);
       }
-      if (!db) console.log('(no database to consult: every placeable generation is listed as would_upload)');
+      if (!db) console.log('(no database to consult: what is already registered, and versions the database already holds, are not known)');
     }
     const shown = relative(process.cwd(), reportPath);
     console.log(formatSummary(report, shown && !shown.startsWith('..') ? shown : reportPath));

@@ -16,7 +16,7 @@ import { runMigration, type MigrationDeps, type MigrationOptions } from '../func
 import { SupabaseCloudStore, type CloudStore } from '../functions/_shared/stores/cloud-store.ts';
 import { appContext, JWT_SECRET, memoryLogger, migratedPGlite, tempDir, userToken } from './helpers/context.ts';
 import { writePythonGenerations, type PyGeneration } from './helpers/codebegen-python.ts';
-import { buildSampleTree, genFiles, snapshotTree } from './helpers/migration-tree.ts';
+import { archiveGeneration, buildOddTree, buildSampleTree, genFiles, snapshotTree } from './helpers/migration-tree.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
 // The migration CLI (issue 5): every layout CodebeGen left on disk, broken generations, dry run, real run
@@ -118,7 +118,7 @@ describe('a storage folder with every layout and broken generations', () => {
     // The report accounts for every generation folder on disk, and for nothing else.
     const expectedIds = [...tree.good, ...tree.flat].map((g) => g.generation_id).concat([...tree.invalid.keys()]);
     expect(report.generations.map((g) => g.generation_id).sort()).toEqual(expectedIds.sort());
-    expect(report.counts).toMatchObject({ found: 15, would_upload: tree.good.length + 1, needs_mapping: 1, invalid: 5, failed: 0, uploaded: 0, already_uploaded: 0 });
+    expect(report.counts).toMatchObject({ found: 15, would_upload: tree.good.length + 1, needs_mapping: 1, needs_attention: 0, invalid: 5, failed: 0, uploaded: 0, already_uploaded: 0 });
     const ids = byId(report);
     for (const [id, why] of tree.invalid) expect(ids.get(id)).toMatchObject({ outcome: 'invalid', reason: expect.stringContaining(why) });
     expect(ids.get(tree.flat[1]!.generation_id)).toMatchObject({ outcome: 'needs_mapping', layout: 'flat' });
@@ -128,7 +128,7 @@ describe('a storage folder with every layout and broken generations', () => {
     expect(ids.get(tree.good[6]!.generation_id)).toMatchObject({ manifest: 'synthesised', notes: [expect.stringContaining('no manifest.json')] });
     for (const g of report.generations.filter((e) => e.outcome === 'would_upload')) {
       expect(g.archive_bytes).toBeGreaterThan(0);
-      expect(g.storage_key).toBe(storageKey({ projectId: g.project_id!, generationId: g.generation_id, version: g.version! }));
+      expect(g.storage_key).toBe(storageKey({ projectId: g.project_id!, generationId: g.generation_id!, version: g.version! }));
     }
     expect(report.bytes).toBe(report.generations.reduce((n, g) => n + (g.outcome === 'would_upload' ? g.archive_bytes! : 0), 0));
     const ignored = report.ignored.map((i) => i.path);
@@ -146,9 +146,9 @@ describe('a storage folder with every layout and broken generations', () => {
     expect(report.counts).toMatchObject({ found: 15, uploaded: tree.good.length + 1, needs_mapping: 1, invalid: 5, failed: 0 });
 
     for (const entry of report.generations.filter((g) => g.outcome === 'uploaded')) {
-      const ref = { projectId: entry.project_id!, generationId: entry.generation_id, version: entry.version! };
+      const ref = { projectId: entry.project_id!, generationId: entry.generation_id!, version: entry.version! };
       const object = await cloud.download(storageKey(ref));
-      const row = (await db.asService((tx) => repo.findGeneration(tx, entry.generation_id)))!;
+      const row = (await db.asService((tx) => repo.findGeneration(tx, entry.generation_id!)))!;
       // The archive unpacks to byte-identical files, and to the manifest on disk when there was one that fits.
       const unpacked = await unpackTree(object, UNPACK);
       const root = `v${ref.version}__${ref.generationId}/`;
@@ -264,7 +264,7 @@ describe('selection, resumption and failures', () => {
     const failed = first.generations.filter((g) => g.outcome === 'failed');
     for (const f of failed) {
       expect(f.reason).toMatch(/cloud|503|LockTimeout|unavailable/i);
-      expect((await db.asService((tx) => repo.findGeneration(tx, f.generation_id)))?.uploadStatus).toBe('failed');
+      expect((await db.asService((tx) => repo.findGeneration(tx, f.generation_id!)))?.uploadStatus).toBe('failed');
     }
     // A dropped connection and a 503 once each are absorbed by the retries.
     standIn.faults.dropNext(1);
@@ -323,7 +323,7 @@ describe('selection, resumption and failures', () => {
     expect(standIn.requests.slice(before).filter((r) => r.method === 'GET')).toEqual([]);
   });
 
-  it('conflicts are failures, reported: same id with other content, a project of another owner, a version taken', async () => {
+  it('conflicts are reported: same id with other content, a project of another owner (failed); a version taken (needs attention)', async () => {
     const owner = randomUUID();
     const [g] = simpleTree(storageDir(), 1, 1);
     expect((await run(storageDir(), { defaultOwner: owner })).counts.uploaded).toBe(1);
@@ -338,7 +338,7 @@ describe('selection, resumption and failures', () => {
     expect((await run(third, { defaultOwner: randomUUID() })).generations[0]!.reason).toMatch(/belongs to another owner/);
     const fourth = join(tmp.path, 'fourth');
     writePythonGenerations(fourth, [{ ...g!, generation_id: randomUUID() }]);
-    expect((await run(fourth, { defaultOwner: owner })).generations[0]!.reason).toMatch(/version 1 .* already another generation/);
+    expect((await run(fourth, { defaultOwner: owner })).generations[0]).toMatchObject({ outcome: 'needs_attention', reason: expect.stringMatching(new RegExp(`version 1 .* already another generation in the database \\(${g!.generation_id}\\)`)) });
     // The row of the original is untouched.
     expect((await db.asService((tx) => repo.findGeneration(tx, g!.generation_id)))?.uploadStatus).toBe('uploaded');
   });
@@ -380,6 +380,104 @@ describe('selection, resumption and failures', () => {
     expect(parseCliArgs(['--project-id', 'abc'])).toMatchObject({ error: expect.stringMatching(/not a uuid/) });
     expect(parseCliArgs(['--mapping', 'owners.txt'])).toMatchObject({ error: expect.stringMatching(/\.csv or \.json/) });
     expect(parseCliArgs(['--bogus'])).toMatchObject({ error: expect.stringMatching(/bogus/) });
+  });
+});
+
+/** A generation written by Python at `version` (0 included) and moved to `{project}/archive/`, as the old cleanup did. */
+function archivedAt(storage: string, project_id: string, version: number): PyGeneration {
+  const g = { project_id, generation_id: randomUUID(), version, files: genFiles(`archived-v${version}`), metadata: { archived: true } };
+  writePythonGenerations(storage, [g]);
+  archiveGeneration(storage, g);
+  return g;
+}
+
+const rowOf = (id: string) => db.asService((tx) => repo.findGeneration(tx, id));
+
+describe('odd versions and version clashes need attention, in the dry run as in the real one', () => {
+  it('an archived v0 generation with a valid manifest needs attention (never "not a generation"); the rest migrates', async () => {
+    const gens = simpleTree(storageDir(), 1, 2);
+    const v0 = archivedAt(storageDir(), gens[0]!.project_id, 0);
+    const expected = { outcome: 'needs_attention', layout: 'archive', generation_id: v0.generation_id, project_id: v0.project_id, version: 0, reason: expect.stringContaining('version 0 is not a version') };
+    const owner = randomUUID();
+    for (const dryRun of [true, false]) {
+      const report = await run(storageDir(), { dryRun, defaultOwner: owner });
+      expect(report.counts).toMatchObject({ found: 3, [dryRun ? 'would_upload' : 'uploaded']: 2, needs_attention: 1, failed: 0 });
+      expect(byId(report).get(v0.generation_id)).toMatchObject(expected);
+      expect(report.ignored).toEqual([]);
+    }
+    expect(await rowOf(v0.generation_id)).toBeUndefined();
+    await expectAllUploaded(gens);
+  });
+
+  it('every other oddity needs attention too (leading zeros, a huge version, an upper-case id, a symlink, a stray manifest, an odd project folder, one id twice); gaps are fine', async () => {
+    const tree = buildOddTree(storageDir(), join(tmp.path, 'outside'));
+    const owner = randomUUID();
+    for (const dryRun of [true, false]) {
+      const report = await run(storageDir(), { dryRun, defaultOwner: owner });
+      expect(report.counts).toMatchObject({ found: tree.good.length + tree.attention.size, [dryRun ? 'would_upload' : 'uploaded']: tree.good.length, needs_attention: tree.attention.size, failed: 0 });
+      const attention = new Map(report.generations.filter((g) => g.outcome === 'needs_attention').map((g) => [g.path, g.reason]));
+      expect([...attention.keys()].sort()).toEqual([...tree.attention.keys()].sort());
+      for (const [path, why] of tree.attention) expect(attention.get(path), path).toContain(why);
+      expect(report.ignored).toEqual([{ path: tree.duplicate, reason: expect.stringContaining('duplicate of generation') }]);
+    }
+    await expectAllUploaded(tree.good);
+  });
+
+  it('two generations of one run at one project and version: the dry run reports them as the real run ends them, and registers neither', async () => {
+    const owner = randomUUID();
+    const [a, b] = simpleTree(storageDir(), 1, 2);
+    const project = a!.project_id;
+    const archivedTwin = archivedAt(storageDir(), project, 2); // generations/v2__b and archive/v2__twin
+    const flatId = randomUUID(); // a flat folder the mapping puts at v1, where generations/v1__a already is
+    mkdirSync(join(storageDir(), flatId));
+    writeFileSync(join(storageDir(), flatId, 'main.py'), 'print(1)\n');
+    const good = archivedAt(storageDir(), project, 3);
+    const mapping = mappingFor([project], owner, [{ generation_id: flatId, project_id: project, version: 1 }]);
+    const clashing = new Map([
+      [a!.generation_id, `version 1 of project ${project} is claimed by 2 generations in this run (also ${flatId})`],
+      [flatId, `(also ${project}/generations/v1__${a!.generation_id})`],
+      [b!.generation_id, `version 2 of project ${project} is claimed by 2 generations in this run (also ${project}/archive/v2__${archivedTwin.generation_id})`],
+      [archivedTwin.generation_id, `(also ${project}/generations/v2__${b!.generation_id})`],
+    ]);
+    const outcomes = async (dryRun: boolean) => {
+      const rows = await rowCounts();
+      const report = await run(storageDir(), { dryRun, mapping });
+      if (dryRun) expect(await rowCounts()).toEqual(rows);
+      expect(report.counts).toMatchObject({ found: 5, needs_attention: 4, failed: 0, [dryRun ? 'would_upload' : 'uploaded']: 1 });
+      for (const [id, why] of clashing) expect(byId(report).get(id), id).toMatchObject({ outcome: 'needs_attention', reason: expect.stringContaining(why) });
+      return report.generations.map((g) => [g.generation_id, g.outcome, g.reason]);
+    };
+    const dry = await outcomes(true);
+    const real = await outcomes(false);
+    expect(real.map(([id, outcome, reason]) => [id, outcome === 'uploaded' ? 'would_upload' : outcome, reason])).toEqual(dry);
+    for (const id of clashing.keys()) expect(await rowOf(id)).toBeUndefined();
+    expect((await rowOf(good.generation_id))?.uploadStatus).toBe('uploaded');
+  });
+
+  it('a generation at a project and version the database already holds: the dry run says so as the real run does; the holder itself goes on', async () => {
+    const owner = randomUUID();
+    const [held] = simpleTree(storageDir(), 1, 1);
+    expect((await run(storageDir(), { defaultOwner: owner })).counts.uploaded).toBe(1);
+    // Another folder (a later copy of the storage folder) with another generation at that version.
+    const other = join(tmp.path, 'other');
+    const rival = { ...held!, generation_id: randomUUID(), files: genFiles('rival') };
+    writePythonGenerations(other, [rival]);
+    const why = `version 1 of project ${held!.project_id} is already another generation in the database (${held!.generation_id})`;
+    for (const dryRun of [true, false]) {
+      const rows = await rowCounts();
+      const report = await run(other, { dryRun, defaultOwner: owner });
+      expect(report.generations).toEqual([expect.objectContaining({ generation_id: rival.generation_id, outcome: 'needs_attention', reason: why })]);
+      expect(report.counts).toMatchObject({ needs_attention: 1, failed: 0 });
+      expect(await rowCounts()).toEqual(rows);
+    }
+    // Both folders in one run: the registered one is already uploaded, its rival clashes with its row.
+    writePythonGenerations(storageDir(), [rival]);
+    for (const dryRun of [true, false]) {
+      const report = await run(storageDir(), { dryRun, defaultOwner: owner });
+      expect(byId(report).get(held!.generation_id)).toMatchObject({ outcome: 'already_uploaded' });
+      expect(byId(report).get(rival.generation_id)).toMatchObject({ outcome: 'needs_attention', reason: why });
+    }
+    expect(await rowOf(rival.generation_id)).toBeUndefined();
   });
 });
 
@@ -438,6 +536,63 @@ describe('the CLI as a process', () => {
     expect(again.code).toBe(1);
     const second = JSON.parse(readFileSync(reportPath, 'utf8')) as MigrationReport;
     expect(second.counts).toMatchObject({ found: 5, already_uploaded: 4, invalid: 1, uploaded: 0 });
+  });
+});
+
+describe('the CLI: what needs attention, where the dry run report goes, STORAGE_PATH', () => {
+  const cli = (args: string[], env: Record<string, string>) =>
+    execFileP(process.execPath, ['--import', 'tsx', 'scripts/migrate-to-supabase.ts', ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'error', ...env },
+    }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+    );
+
+  it('an archived v0 generation: exit 1 in the dry run and the real one, the others migrated; the dry run names its report as the one file it wrote', { timeout: 120_000 }, async () => {
+    const storage = storageDir();
+    const gens = simpleTree(storage, 1, 2);
+    const v0 = archivedAt(storage, gens[0]!.project_id, 0);
+    const env = {
+      STORAGE_PATH: storage,
+      PGLITE_DATA_DIR: join(tmp.path, 'db'),
+      CACHE_PATH: cacheDir(),
+      SUPABASE_URL: standIn.url,
+      SUPABASE_SERVICE_KEY: standIn.serviceKey,
+      SUPABASE_BUCKET: 'migration-cli-attention',
+    };
+    const owner = randomUUID();
+    const dryReport = join(tmp.path, 'dry.json');
+    const before = snapshotTree(tmp.path);
+    const dry = await cli(['--dry-run', '--default-owner', owner, '--report', dryReport], env);
+    expect(dry.code, dry.stderr).toBe(1);
+    expect(dry.stdout).not.toMatch(/nothing written/);
+    expect(dry.stdout).toMatch(/needing attention 1/);
+    expect(dry.stdout).toContain(`needs_attention ${gens[0]!.project_id}/archive/v0__${v0.generation_id}: version 0 is not a version`);
+    expect(dry.stdout).toMatch(/The one file this dry run wrote is its report: \S*dry\.json\n?$/);
+    // ...and it is: the only change anywhere under the test's folder (STORAGE_PATH, cache, database) is the report.
+    const after = snapshotTree(tmp.path);
+    expect([...after.keys()].filter((k) => !before.has(k))).toEqual(['dry.json']);
+    expect([...before].filter(([k, v]) => after.get(k) !== v).map(([k]) => k)).toEqual([]);
+    expect((JSON.parse(readFileSync(dryReport, 'utf8')) as MigrationReport).counts).toMatchObject({ found: 3, would_upload: 2, needs_attention: 1 });
+
+    const reportPath = join(tmp.path, 'real.json');
+    const real = await cli(['--default-owner', owner, '--report', reportPath], env);
+    expect(real.code, real.stderr).toBe(1);
+    expect(real.stdout).toMatch(/uploaded\s+2/);
+    expect(real.stdout).toMatch(/Report: \S*real\.json/);
+    const report = JSON.parse(readFileSync(reportPath, 'utf8')) as MigrationReport;
+    expect(report.counts).toMatchObject({ found: 3, uploaded: 2, needs_attention: 1, failed: 0 });
+    expect(report.generations.find((g) => g.generation_id === v0.generation_id)).toMatchObject({ outcome: 'needs_attention', version: 0, layout: 'archive' });
+  });
+
+  it('a STORAGE_PATH that does not exist: says it must be CodebeGen\'s storage folder, and how to set it for one run', async () => {
+    const missing = join(tmp.path, 'no-such-folder');
+    const r = await cli(['--dry-run'], { STORAGE_PATH: missing, CACHE_PATH: cacheDir(), PGLITE_DATA_DIR: join(tmp.path, 'db') });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`STORAGE_PATH ${missing} does not exist`);
+    expect(r.stderr).toContain("CodebeGen's storage folder");
+    expect(r.stderr).toContain('{project_id}/generations/');
+    expect(r.stderr).toContain('STORAGE_PATH=/path/to/codebegen/storage npm run migrate -- --dry-run');
   });
 });
 

@@ -134,3 +134,58 @@ export function buildSampleTree(storage: string, outside: string): SampleTree {
     secret,
   };
 }
+
+export interface OddTree {
+  /** Generations that must end up uploaded: one project, with gaps between its versions (which are fine). */
+  good: PyGeneration[];
+  /** Folders that look like generations but cannot be taken as they are, by path, with a word of the expected reason. */
+  attention: Map<string, string>;
+  /** A second copy of a good generation at the same version: reported as not a generation (a duplicate). */
+  duplicate: string;
+  project: string;
+}
+
+/**
+ * A STORAGE_PATH where, beside good generations with version gaps, every folder looks like a generation but is
+ * odd: version 0, leading zeros, a version the database cannot hold, an upper-case id, a symlink named like a
+ * generation, a manifest.json in an oddly named folder, a project folder that is not a project id, one id at two
+ * versions. Written by CodebeGen's Python, then renamed or copied as a person (or an old script) might have.
+ */
+export function buildOddTree(storage: string, outside: string): OddTree {
+  mkdirSync(storage, { recursive: true });
+  mkdirSync(outside, { recursive: true });
+  const project = randomUUID();
+  const g = (version: number, tag: string, project_id: string = project): PyGeneration => ({ project_id, generation_id: randomUUID(), version, files: genFiles(tag), metadata: { tag } });
+  const good = [g(1, 'g1'), g(5, 'g5'), g(9, 'g9')];
+  const [v0, lead, upper, huge, named] = [g(0, 'v0'), g(7, 'lead'), g(8, 'upper'), g(3_000_000_000, 'huge'), g(11, 'named')];
+  const oddProject = g(1, 'odd-project', 'old-copy');
+  writePythonGenerations(storage, [...good, v0, lead, upper, huge, named, oddProject]);
+  const gens = join(storage, project, 'generations');
+  const dirName = (x: PyGeneration) => `v${x.version}__${x.generation_id}`;
+  renameSync(join(gens, dirName(lead)), join(gens, `v007__${lead.generation_id}`));
+  renameSync(join(gens, dirName(upper)), join(gens, `v8__${upper.generation_id.toUpperCase()}`));
+  renameSync(join(gens, dirName(named)), join(gens, 'v11-backup'));
+  const elsewhere = g(12, 'elsewhere');
+  writePythonGenerations(outside, [elsewhere]);
+  symlinkSync(join(outside, project, 'generations', dirName(elsewhere)), join(gens, dirName(elsewhere)));
+  mkdirSync(join(storage, project, 'archive'));
+  // One id at another version, and a plain second copy at the same one.
+  execFileSync('cp', ['-a', join(gens, dirName(good[1]!)), join(storage, project, 'archive', `v6__${good[1]!.generation_id}`)]);
+  execFileSync('cp', ['-a', join(gens, dirName(good[0]!)), join(storage, project, 'archive', dirName(good[0]!))]);
+  const at = (name: string) => `${project}/generations/${name}`;
+  return {
+    good,
+    attention: new Map([
+      [at(dirName(v0)), 'version 0 is not a version'],
+      [at(`v007__${lead.generation_id}`), 'leading zeros'],
+      [at(`v8__${upper.generation_id.toUpperCase()}`), 'not lower-case'],
+      [at(dirName(huge)), 'above the largest'],
+      [at('v11-backup'), 'manifest.json'],
+      [at(dirName(elsewhere)), 'symbolic link named like a generation'],
+      [`old-copy/generations/${dirName(oddProject)}`, 'not a project id'],
+      [`${project}/archive/v6__${good[1]!.generation_id}`, `also at ${at(dirName(good[1]!))}`],
+    ]),
+    duplicate: `${project}/archive/${dirName(good[0]!)}`,
+    project,
+  };
+}

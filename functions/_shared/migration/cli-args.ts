@@ -5,11 +5,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const USAGE = `Usage: npm run migrate -- [options]
 
 Moves every generation under STORAGE_PATH to the Supabase Storage bucket, registers each as uploaded, verifies it.
-Settings come from the environment or ./.env: STORAGE_PATH, DATABASE_URL (or PGLITE_DATA_DIR), SUPABASE_URL,
+Settings come from the environment or ./.env: STORAGE_PATH (CodebeGen's storage folder, the one its Python service
+writes {project_id}/generations/... into), DATABASE_URL (or PGLITE_DATA_DIR), SUPABASE_URL,
 SUPABASE_SERVICE_KEY, SUPABASE_BUCKET, CACHE_PATH. The local files are never modified.
 
 Options:
-  --dry-run                 read and pack everything, write nothing anywhere, print what would be uploaded
+  --dry-run                 read and pack everything, print what would be uploaded and how each would end; uploads,
+                            registers and caches nothing: the report is the one file it writes
   --project-id <uuid>       only this project (repeatable)
   --mapping <file>          .csv or .json: project -> owner, and generation -> project + version for flat folders
   --default-owner <uuid>    owner of projects the mapping does not name
@@ -18,8 +20,8 @@ Options:
   --report <path>           the JSON report (default ./reports/migration-<timestamp>.json)
   --help                    this text
 
-Exit codes: 0 all done, 1 something failed or could not be migrated (see the report), 2 bad arguments or settings,
-130 interrupted (run again to continue).`;
+Exit codes: 0 all done, 1 something failed, is invalid or needs attention (an odd version or name, or one version
+claimed twice: see the report), 2 bad arguments or settings, 130 interrupted (run again to continue).`;
 
 export interface CliOptions {
   dryRun: boolean;

@@ -78,7 +78,8 @@ function addRow(mapping: OwnerMapping, row: Row, where: string) {
   }
   if (generationId) {
     const version = Number(row.version);
-    if (!Number.isSafeInteger(version) || version < 1) throw fail(`version ${JSON.stringify(row.version)} must be a positive integer`);
+    // At most the database's `version integer`.
+    if (!Number.isSafeInteger(version) || version < 1 || version > 2_147_483_647) throw fail(`version ${JSON.stringify(row.version)} must be a whole number from 1 to 2147483647`);
     mapping.generations.set(generationId, { projectId, version });
   } else if (!ownerId) throw fail('a row needs owner_id, or generation_id and version');
 }
@@ -101,4 +102,24 @@ export function place(g: FoundGeneration, mapping: OwnerMapping, defaultOwner?: 
   const ownerId = mapping.projects.get(projectId!) ?? defaultOwner;
   if (!ownerId) return { ok: false, reason: `no owner for project ${projectId} in the mapping and no --default-owner` };
   return { ok: true, projectId: projectId!, version: version!, ownerId };
+}
+
+/**
+ * The generations of one run that another one of them claims the same project and version of (a folder's names,
+ * or the mapping for flat folders), each with its rivals. Gaps between versions are fine; two claims of one are
+ * not: at most one of them could be registered, and which one is for a person to say.
+ */
+export function versionClaims(found: readonly FoundGeneration[], mapping: OwnerMapping): Map<FoundGeneration, FoundGeneration[]> {
+  const bySlot = new Map<string, FoundGeneration[]>();
+  for (const g of found) {
+    const slot = g.layout === 'flat' ? mapping.generations.get(g.generationId) : { projectId: g.projectId!, version: g.version! };
+    if (!slot) continue;
+    const key = `${slot.projectId} v${slot.version}`;
+    bySlot.set(key, [...(bySlot.get(key) ?? []), g]);
+  }
+  const rivals = new Map<FoundGeneration, FoundGeneration[]>();
+  for (const group of bySlot.values()) {
+    if (group.length > 1) for (const g of group) rivals.set(g, group.filter((o) => o !== g));
+  }
+  return rivals;
 }

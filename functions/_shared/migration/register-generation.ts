@@ -8,10 +8,18 @@ export class RegistrationConflict extends Error {
   override name = 'RegistrationConflict';
 }
 
+/** Its project and version are already another generation's row: which one is that version is for a person to say. */
+export class VersionClash extends RegistrationConflict {
+  override name = 'VersionClash';
+}
+
 /** What the database says about a prepared generation, read only (what a dry run may do). */
 export type RowState = 'absent' | 'not_uploaded' | 'uploaded';
 
-/** Throws RegistrationConflict when the row under this id is another generation; else its state. */
+/**
+ * Throws RegistrationConflict when the row under this id is another generation, VersionClash when another row
+ * holds its project and version; else its state. The same checks as registerGeneration, writing nothing.
+ */
 export async function rowState(db: Database, g: PreparedGeneration, ownerId: string): Promise<RowState> {
   return db.asService(async (tx): Promise<RowState> => {
     const existing = await repo.findGeneration(tx, g.ref.generationId);
@@ -64,7 +72,8 @@ async function assertPlaceable(tx: Tx, g: PreparedGeneration, ownerId: string) {
   const owner = owners[0]?.owner_id;
   if (owner !== undefined && owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner}), not ${ownerId}`);
   if (await repo.versionTaken(tx, g.ref.projectId, g.ref.version)) {
-    throw new RegistrationConflict(`version ${g.ref.version} of project ${g.ref.projectId} is already another generation`);
+    const [holder] = await tx.query<{ id: string }>(`select id::text from public.generations where project_id = $1::uuid and version = $2::int`, [g.ref.projectId, g.ref.version]);
+    throw new VersionClash(`version ${g.ref.version} of project ${g.ref.projectId} is already another generation in the database (${holder?.id ?? 'hidden'})`);
   }
 }
 

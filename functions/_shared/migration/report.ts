@@ -8,16 +8,22 @@ import type { FoundLayout, IgnoredEntry } from './discover.ts';
  * - would_upload: the dry run's "uploaded";
  * - already_uploaded: the same generation is already registered and uploaded (nothing done);
  * - needs_mapping: no project/version (flat) or owner for it: the mapping must say;
+ * - needs_attention: it looks like a generation but its version or name is odd (version 0, leading zeros, an
+ *   upper-case id, a symlink, one id in two places…), or another generation claims its project and version (in
+ *   this run or in the database): a person must decide; never migrated as it is;
  * - invalid: the folder cannot be migrated as it is (symlink, special file, odd name, no files, too large);
  * - failed: registering, uploading or verifying failed, or its id is registered with other content;
  * - excluded: not among the --project-id projects;
  * - not_attempted: the run was interrupted before it got there.
  */
-export type Outcome = 'uploaded' | 'would_upload' | 'already_uploaded' | 'needs_mapping' | 'invalid' | 'failed' | 'excluded' | 'not_attempted';
-export const OUTCOMES: readonly Outcome[] = ['uploaded', 'would_upload', 'already_uploaded', 'needs_mapping', 'invalid', 'failed', 'excluded', 'not_attempted'];
+export type Outcome = 'uploaded' | 'would_upload' | 'already_uploaded' | 'needs_mapping' | 'needs_attention' | 'invalid' | 'failed' | 'excluded' | 'not_attempted';
+export const OUTCOMES: readonly Outcome[] = ['uploaded', 'would_upload', 'already_uploaded', 'needs_mapping', 'needs_attention', 'invalid', 'failed', 'excluded', 'not_attempted'];
+/** The outcomes that leave something for the operator to fix (listed in the summary; those but needs_mapping make the CLI exit 1). */
+const PROBLEMS: readonly Outcome[] = ['failed', 'invalid', 'needs_attention', 'needs_mapping'];
 
 export interface ReportEntry {
-  generation_id: string;
+  /** Absent only for a folder needing attention whose name gives none. */
+  generation_id?: string;
   layout: FoundLayout;
   /** The folder, relative to STORAGE_PATH. */
   path: string;
@@ -68,29 +74,36 @@ export function buildReport(input: Omit<MigrationReport, 'counts' | 'bytes' | 's
   return { ...input, counts, bytes, seconds, throughput: { generations_per_second: per(moved), bytes_per_second: per(bytes) } };
 }
 
-/** Whether the run left something for the operator to fix: the CLI exits 1. */
-export const hasFailures = (r: MigrationReport) => r.counts.failed + r.counts.invalid > 0;
+/** Whether the run left something failed, invalid or needing attention: the CLI exits 1. */
+export const hasFailures = (r: MigrationReport) => r.counts.failed + r.counts.invalid + r.counts.needs_attention > 0;
 
 const size = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 
-/** The human summary printed at the end of a run. */
+/**
+ * The human summary printed at the end of a run, naming the report file (`reportPath`) once it is written. A dry
+ * run says plainly that the report is the one file it wrote.
+ */
 export function formatSummary(r: MigrationReport, reportPath?: string): string {
   const c = r.counts;
   const lines = [
-    `${r.dry_run ? 'Dry run (nothing written)' : 'Migration'}${r.interrupted ? ' INTERRUPTED' : ''}: ${c.found} generation folder(s) found under ${r.storage_path}`,
+    `${r.dry_run ? 'Dry run' : 'Migration'}${r.interrupted ? ' INTERRUPTED' : ''}: ${c.found} generation folder(s) found under ${r.storage_path}`,
     r.dry_run ? `  would upload      ${c.would_upload} (${size(r.bytes)})` : `  uploaded          ${c.uploaded} (${size(r.bytes)}${r.verify ? ', each verified by size and sha256' : ', NOT verified (--no-verify)'})`,
     `  skipped           ${c.already_uploaded} already uploaded${c.excluded ? `, ${c.excluded} excluded by --project-id` : ''}`,
     `  needing mapping   ${c.needs_mapping}`,
+    `  needing attention ${c.needs_attention}${c.needs_attention ? ' (odd version or name, or a version claimed twice: see below)' : ''}`,
     `  invalid           ${c.invalid}`,
     `  failed            ${c.failed}`,
   ];
   if (c.not_attempted) lines.push(`  not attempted     ${c.not_attempted} (interrupted: run again to continue)`);
   lines.push(`  other entries     ${r.ignored.length} not generations (listed in the report)`);
   lines.push(`  time              ${r.seconds.toFixed(1)} s, ${r.throughput.generations_per_second} generations/s, ${size(r.throughput.bytes_per_second)}/s`);
-  const problems = r.generations.filter((g) => ['failed', 'invalid', 'needs_mapping'].includes(g.outcome));
-  for (const g of problems.slice(0, 20)) lines.push(`  ${g.outcome.padEnd(14)} ${g.path}: ${g.reason}`);
+  const problems = r.generations.filter((g) => PROBLEMS.includes(g.outcome));
+  for (const g of problems.slice(0, 20)) lines.push(`  ${g.outcome.padEnd(15)} ${g.path}: ${g.reason}`);
   if (problems.length > 20) lines.push(`  … and ${problems.length - 20} more in the report`);
-  if (reportPath) lines.push(`Report: ${reportPath}`);
+  if (r.dry_run) {
+    lines.push('Nothing was uploaded, registered or cached, and nothing under STORAGE_PATH was touched.');
+    lines.push(reportPath ? `The one file this dry run wrote is its report: ${reportPath}` : 'No report file was written.');
+  } else if (reportPath) lines.push(`Report: ${reportPath}`);
   return lines.join('\n');
 }
 

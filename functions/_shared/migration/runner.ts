@@ -53,7 +53,10 @@ export interface MigrationDeps {
  * Moves every generation under STORAGE_PATH to the bucket: discover, place (mapping), read and pack, register
  * the row as the API would (pending), upload, download back and verify, mark uploaded. Resumable: a row already
  * uploaded is skipped, a row left pending or failed is uploaded again. One bad generation never stops the run.
- * Nothing under STORAGE_PATH is ever written; a dry run writes nothing anywhere.
+ * A folder that looks like a generation but is odd (see discover), and every generation whose project and version
+ * another one also claims (in this run, or a row in the database), needs attention: never migrated, in a dry run
+ * as in the real one. Nothing under STORAGE_PATH is ever written; a dry run writes nothing anywhere (it reads
+ * the database).
  */
 export async function runMigration(deps: MigrationDeps, opts: MigrationOptions): Promise<MigrationReport> {
   const now = deps.now ?? (() => new Date());
@@ -71,7 +74,7 @@ export async function runMigration(deps: MigrationDeps, opts: MigrationOptions):
   const worker = async () => {
     while (!opts.signal?.aborted && next < found.length) {
       const i = next++;
-      const entry = await migrateOne(found[i]!, deps, opts, root, cache);
+      const entry = await migrateOne(found[i]!, deps, opts, root, cache, claims.get(found[i]!) ?? []);
       entries[i] = entry;
       done++;
       if (entry.outcome === 'uploaded' || entry.outcome === 'would_upload') bytes += entry.archive_bytes ?? 0;
@@ -87,7 +90,7 @@ export async function runMigration(deps: MigrationDeps, opts: MigrationOptions):
   const generations = Array.from(
     entries,
     (e, i): ReportEntry => e ?? { ...base(found[i]!), outcome: 'not_attempted', reason: 'the run was interrupted before this generation' },
-  );
+  ).concat(attention.map((a) => attentionEntry(a, opts, deps)));
   return buildReport({
     started_at: startedAt.toISOString(),
     finished_at: now().toISOString(),
@@ -110,14 +113,25 @@ const base = (g: FoundGeneration): Pick<ReportEntry, 'generation_id' | 'layout' 
   version: g.version,
 });
 
-/** One generation, start to finish. Never throws: the outcome and its reason are in the entry. */
-async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: MigrationOptions, root: string, cache: ArchiveCache): Promise<ReportEntry> {
+/** A folder discovery could not take as a generation: needs attention (or excluded, when its project is not selected). */
+function attentionEntry(a: AttentionEntry, opts: MigrationOptions, deps: MigrationDeps): ReportEntry {
+  const entry: ReportEntry = { generation_id: a.generationId, layout: a.layout, path: a.path, project_id: a.projectId, version: a.version, outcome: 'needs_attention', reason: a.reason };
+  if (opts.projectIds && !(a.projectId && opts.projectIds.has(a.projectId))) return { ...entry, outcome: 'excluded', reason: 'not among the --project-id projects' };
+  deps.log.warn('generation not migrated', { generation_id: a.generationId, path: a.path, outcome: entry.outcome, reason: a.reason });
+  return entry;
+}
+
+/**
+ * One generation, start to finish. `rivals` are the other generations of this run placed at its project and
+ * version. Never throws: the outcome and its reason are in the entry.
+ */
+async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: MigrationOptions, root: string, cache: ArchiveCache, rivals: readonly FoundGeneration[]): Promise<ReportEntry> {
   const entry: ReportEntry = { ...base(g), outcome: 'failed' };
   const settle = (outcome: Outcome, reason?: string): ReportEntry => {
     entry.outcome = outcome;
     if (reason) entry.reason = reason;
     const fields = { generation_id: g.generationId, path: g.path, outcome, reason };
-    if (outcome === 'failed' || outcome === 'invalid') deps.log.warn('generation not migrated', fields);
+    if (outcome === 'failed' || outcome === 'invalid' || outcome === 'needs_attention') deps.log.warn('generation not migrated', fields);
     else deps.log.debug('generation settled', fields);
     return entry;
   };
@@ -127,6 +141,21 @@ async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: Migrati
   if (!placed.ok) return settle('needs_mapping', placed.reason);
   Object.assign(entry, { project_id: placed.projectId, version: placed.version, owner_id: placed.ownerId });
   const ref = { projectId: placed.projectId, generationId: g.generationId, version: placed.version };
+  if (rivals.length) {
+    // Which of them is that version is for a person to say: none is registered meanwhile. Once the database holds
+    // the version (an earlier run registered one of them), each goes on as usual: that one is already there, and
+    // the others clash with its row like any generation whose version is taken.
+    let held = false;
+    try {
+      held = deps.db ? await deps.db.asService((tx) => repo.versionTaken(tx, ref.projectId, ref.version)) : false;
+    } catch (err) {
+      return settle('failed', message(err));
+    }
+    if (!held) {
+      const others = rivals.map((r) => r.path).join(', ');
+      return settle('needs_attention', `version ${ref.version} of project ${ref.projectId} is claimed by ${rivals.length + 1} generations in this run (also ${others}): none is migrated until only one is`);
+    }
+  }
 
   let prepared: PreparedGeneration;
   try {
@@ -148,7 +177,7 @@ async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: Migrati
       const state = deps.db ? await rowState(deps.db, prepared, placed.ownerId) : 'absent';
       return state === 'uploaded' ? settle('already_uploaded') : settle('would_upload');
     } catch (err) {
-      return settle('failed', message(err));
+      return settle(err instanceof VersionClash ? 'needs_attention' : 'failed', message(err));
     }
   }
 
@@ -175,7 +204,7 @@ async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: Migrati
     return settle('uploaded');
   } catch (err) {
     if (registered) await db.asService((tx) => repo.markUploadFailed(tx, g.generationId, message(err))).catch(() => {});
-    return settle('failed', message(err));
+    return settle(err instanceof VersionClash ? 'needs_attention' : 'failed', message(err));
   } finally {
     if (cached) await cache.drop(cached);
   }
