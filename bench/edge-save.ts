@@ -52,7 +52,7 @@ function existsPg() {
 const pgDir = mkdtempSync(join(tmpdir(), 'codebegen-bench-pg.'));
 const tmp = mkdtempSync(join(tmpdir(), 'codebegen-bench-edge.'));
 const url = execFileSync('bash', ['scripts/pg-cluster.sh', 'start', pgDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-const standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
+const standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET, fileSizeLimit: 64 * MB });
 try {
   const db = createDatabase(openPostgres(url));
   await migrateAll(db);
@@ -72,6 +72,7 @@ try {
     CACHE_PATH: join(tmp, worker, 'cache'),
     // room to probe past the defaults this benchmark is here to choose
     MAX_GENERATION_BYTES: String(64 * MB),
+    STORAGE_UPLOAD_LIMIT_BYTES: String(64 * MB),
     MAX_REQUEST_BYTES: String(96 * MB),
     LOG_LEVEL: 'error',
   });

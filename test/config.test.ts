@@ -300,3 +300,12 @@ describe('edgeConfig with the new keys and the pooler', () => {
     expect(edgeConfig({ ...platform, DATABASE_URL: pooler }).databaseUrl).toBe(pooler);
   });
 });
+
+describe('loadConfig and the Storage upload limit', () => {
+  const cloud = { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: 'https://ref.supabase.co', SUPABASE_SERVICE_KEY: 'sb_secret_x' };
+  it('refuses, naming both, a MAX_GENERATION_BYTES over STORAGE_UPLOAD_LIMIT_BYTES with cloud on', () => {
+    expect(() => loadConfig({ ...cloud, MAX_GENERATION_BYTES: '60000000' })).toThrow(/MAX_GENERATION_BYTES \(60000000\) is over STORAGE_UPLOAD_LIMIT_BYTES \(52428800\)/);
+    expect(loadConfig({ ...cloud, MAX_GENERATION_BYTES: '60000000', STORAGE_UPLOAD_LIMIT_BYTES: '100000000' }).supabase.uploadLimitBytes).toBe(100_000_000);
+    expect(loadConfig({ MAX_GENERATION_BYTES: '60000000' }).limits.maxGenerationBytes).toBe(60_000_000); // cloud off: no Storage to fit
+  });
+});

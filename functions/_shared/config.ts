@@ -176,6 +176,12 @@ export function loadConfig(env: Env): Config {
         '[config] SUPABASE_SERVICE_KEY (or SUPABASE_SERVICE_ROLE_KEY) is required when USE_CLOUD_STORAGE=true (on Supabase Edge: SUPABASE_SECRET_KEYS)',
       );
     }
+    // A generation Storage could never take would save, then fail every upload: say so now, naming both.
+    if (e.MAX_GENERATION_BYTES > e.STORAGE_UPLOAD_LIMIT_BYTES) {
+      throw new ConfigError(
+        `[config] MAX_GENERATION_BYTES (${e.MAX_GENERATION_BYTES}) is over STORAGE_UPLOAD_LIMIT_BYTES (${e.STORAGE_UPLOAD_LIMIT_BYTES}), the largest object your Supabase project takes: lower the first, or raise the project's upload limit and set the second to it`,
+      );
+    }
   }
   const within = (a: string, b: string) => {
     const [x, y] = [resolve(a), resolve(b)];
