@@ -1,14 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generationDirName, packGeneration, type GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
 import { buildManifest, encodeManifest, type Manifest } from '../functions/_shared/archive/manifest.ts';
 import { unpackTree, type TreeFile } from '../functions/_shared/archive/tar-gz.ts';
 import { LocalStore } from '../functions/_shared/stores/local-store.ts';
 import { writePythonFlat, writePythonGenerations } from './helpers/codebegen-python.ts';
+import { memoryLogger } from './helpers/context.ts';
+import { DENO, denoAvailable } from './helpers/deno-entry.ts';
 
 // LocalStore against real folders: the layout CodebeGen's Python service writes (checked by running that very
 // logic in python3), the old flat layout, atomic writes and the refusal of anything that is not a generation ref.
@@ -637,4 +640,119 @@ describe('legacy flat folders and project folders never mix', () => {
     await expect(store.write(ref, g.manifest, g.files, g.archive)).rejects.toMatchObject({ status: 409, code: 'generation_conflict' });
     expect(readdirSync(join(root, legacy.generationId))).toEqual(['main.py']);
   });
+});
+
+describe('cache expiry never reaches into STORAGE_PATH', () => {
+  /** An old generation in `store`'s root, as a cache entry would be. */
+  async function oldGeneration(at: LocalStore) {
+    const ref = newRef(1);
+    const g = await sampleGeneration(ref);
+    await at.write(ref, g.manifest, g.files, g.archive);
+    const dayAgo = (Date.now() - 24 * 3600_000) / 1000;
+    utimesSync(at.generationDir(ref), dayAgo, dayAgo);
+    return ref;
+  }
+
+  it('removes nothing when the cache root is a symlink to STORAGE_PATH (logs an error, removed 0); a cache apart is expired', async () => {
+    const ref = await oldGeneration(store);
+    symlinkSync(root, join(tmp, 'cache'));
+    const log = memoryLogger();
+    const cache = new LocalStore(join(tmp, 'cache'));
+    expect(await cache.removeOlderThan(new Date(), { apartFrom: root, log })).toEqual({ removed: 0, kept: 0 });
+    expect(existsSync(store.generationDir(ref))).toBe(true);
+    expect(existsSync(store.archivePath(ref))).toBe(true);
+    expect(log.lines).toEqual([expect.objectContaining({ level: 'error', overlap: 'same' })]);
+
+    // a real cache folder beside it is expired as before
+    rmSync(join(tmp, 'cache'));
+    const cached = await oldGeneration(cache);
+    expect(await cache.removeOlderThan(new Date(), { apartFrom: root, log })).toEqual({ removed: 1, kept: 0 });
+    expect(existsSync(cache.generationDir(cached))).toBe(false);
+    expect(existsSync(store.generationDir(ref))).toBe(true);
+    expect(log.lines).toHaveLength(1);
+  });
+
+  it('does not follow a symlinked {project}/generations inside the cache', async () => {
+    const ref = await oldGeneration(store);
+    const cache = new LocalStore(join(tmp, 'cache'));
+    mkdirSync(join(tmp, 'cache', ref.projectId), { recursive: true });
+    symlinkSync(join(root, ref.projectId, 'generations'), join(tmp, 'cache', ref.projectId, 'generations'));
+    expect(await cache.removeOlderThan(new Date(), { apartFrom: root, log: memoryLogger() })).toEqual({ removed: 0, kept: 0 });
+    expect(existsSync(store.generationDir(ref))).toBe(true);
+  });
+});
+
+/** Whether strace can trace a child here (Linux, ptrace allowed): else the fsync cases are skipped. */
+const canStrace = (() => {
+  if (process.platform !== 'linux') return false;
+  try {
+    execFileSync('strace', ['-f', '-o', '/dev/null', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!canStrace) console.warn('\n!!! fsync cases in test/local-store.test.ts SKIPPED: need strace !!!\n');
+
+describe.skipIf(!canStrace)('durable writes: what is fsynced, seen by strace', () => {
+  // The child writes one generation with LocalStore; strace -y names the file behind every fsync and rename.
+  const WRITER = `
+import { readFileSync } from 'node:fs';
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
+import { LocalStore } from ${JSON.stringify(pathToFileURL(resolve('functions/_shared/stores/local-store.ts')).href)};
+const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const bytes = (b64) => new Uint8Array(Buffer.from(b64, 'base64'));
+const files = job.files.map((f) => ({ path: f.path, data: bytes(f.data) }));
+await new LocalStore(job.root).write(job.ref, job.manifest, files, bytes(job.archive));
+`;
+  const runtimes = {
+    node: [process.execPath, '--import', 'tsx'],
+    deno: [DENO, 'run', '-A', '--node-modules-dir=none', '--config', 'deno.json'],
+  };
+
+  for (const [runtime, command] of Object.entries(runtimes)) {
+    it.skipIf(runtime === 'deno' && !denoAvailable())(`under ${runtime}: the archive, every file and folder once before the rename, the parents after it`, async () => {
+      const ref = newRef(1);
+      const g = await sampleGeneration(ref);
+      const script = join(tmp, 'writer.mts'); // ESM wherever it lies (top-level await)
+      const job = join(tmp, 'job.json');
+      const trace = join(tmp, 'trace.txt');
+      writeFileSync(script, WRITER);
+      const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+      writeFileSync(job, JSON.stringify({ root, ref, manifest: g.manifest, archive: b64(g.archive), files: g.files.map((f) => ({ path: f.path, data: b64(f.data) })) }));
+      execFileSync('strace', ['-f', '-qq', '-y', '-s', '4096', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', trace, ...command, script, job], {
+        env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1' },
+        stdio: 'ignore',
+      });
+
+      const real = realpathSync(root);
+      const lines = readFileSync(trace, 'utf8').split('\n');
+      const synced = lines.flatMap((l, i) => {
+        const m = /f(?:data)?sync\(\d+<([^>]*)>/.exec(l);
+        return m && m[1]!.startsWith(real) ? [{ i, path: m[1]! }] : [];
+      });
+      const renamedTo = (target: string) => lines.findIndex((l) => /rename/.test(l) && l.includes(`"${target}"`));
+
+      const inScratch = synced.filter((s) => s.path.startsWith(`${real}/${SCRATCH}/`));
+      const written = ['archive.tar.gz', 'generation', 'generation/artifacts', 'generation/manifest.json', 'generation/source'];
+      for (const f of g.files) {
+        for (let d = f.path; d.includes('/'); ) written.push(`generation/source/${(d = d.slice(0, d.lastIndexOf('/')))}`);
+        written.push(`generation/source/${f.path}`);
+      }
+      expect(inScratch.map((s) => s.path.replace(/^.*\/\.codebegen-tmp\/[^/]+\//, '')).sort()).toEqual([...new Set(written)].sort());
+
+      const finalDir = join(real, store.relativePath(ref));
+      const dirRenamed = renamedTo(finalDir);
+      const archiveRenamed = renamedTo(`${finalDir}.tar.gz`);
+      expect(dirRenamed).toBeGreaterThan(Math.max(...inScratch.map((s) => s.i)));
+      expect(archiveRenamed).toBeGreaterThan(dirRenamed);
+      // mkdir made {project}/ and {project}/generations/: their parents hold new entries too
+      const after = synced.filter((s) => s.i > archiveRenamed).map((s) => s.path);
+      expect(after.sort()).toEqual([real, join(real, ref.projectId), join(real, ref.projectId, 'generations')].sort());
+
+      expect(asText((await store.read(ref))!.files)).toEqual(asText(g.files));
+      expect(readFileSync(store.archivePath(ref))).toEqual(Buffer.from(g.archive));
+    }, 60_000);
+  }
 });

@@ -1,16 +1,17 @@
 import { realpath } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { storageKey } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import type { Database } from '../db/database.ts';
 import * as repo from '../db/generations-repo.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
+import { isInside } from '../stores/path-guard.ts';
 import { ArchiveCache } from './archive-cache.ts';
-import { discoverGenerations, type FoundGeneration } from './discover.ts';
-import { place, type OwnerMapping } from './owner-mapping.ts';
+import { discoverGenerations, type AttentionEntry, type FoundGeneration } from './discover.ts';
+import { place, versionClaims, type OwnerMapping } from './owner-mapping.ts';
 import { prepareGeneration, type PreparedGeneration, type SizeLimits } from './prepare-generation.ts';
-import { registerGeneration, RegistrationConflict, rowState } from './register-generation.ts';
+import { registerGeneration, RegistrationConflict, rowState, VersionClash } from './register-generation.ts';
 import { buildReport, type MigrationReport, type Outcome, type ReportEntry } from './report.ts';
 
 export interface MigrationProgress {
@@ -64,8 +65,9 @@ export async function runMigration(deps: MigrationDeps, opts: MigrationOptions):
   if (!opts.dryRun && (!deps.db || !deps.cloud)) throw new Error('[migration] a real run needs a database and a cloud store');
   const root = await realpath(opts.storagePath);
   const cacheParent = resolve(opts.cacheDir);
-  if (await isInsideReal(root, cacheParent)) throw new Error('[migration] the cache folder must not be inside STORAGE_PATH (the local files are never written)');
-  const { generations: found, ignored } = await discoverGenerations(root);
+  if (await isInside(root, cacheParent)) throw new Error('[migration] the cache folder must not be inside STORAGE_PATH (the local files are never written)');
+  const { generations: found, attention, ignored } = await discoverGenerations(root);
+  const claims = versionClaims(found, opts.mapping);
   const entries: (ReportEntry | undefined)[] = new Array(found.length);
   const cache = new ArchiveCache(cacheParent);
   let done = 0;
@@ -212,25 +214,5 @@ async function migrateOne(g: FoundGeneration, deps: MigrationDeps, opts: Migrati
 
 const message = (err: unknown) => (err instanceof RegistrationConflict ? err.message : err instanceof Error ? err.message : String(err));
 
-/**
- * Whether `path` (which may not exist yet) lies inside `root` once symlinks are resolved: the deepest existing
- * ancestor of `path` is resolved, so a link pointing into STORAGE_PATH is caught.
- */
-export async function isInsideReal(root: string, path: string): Promise<boolean> {
-  const realRoot = await realpath(root);
-  let existing = resolve(path);
-  let rest = '';
-  for (;;) {
-    try {
-      existing = await realpath(existing);
-      break;
-    } catch {
-      const parent = dirname(existing);
-      if (parent === existing) break;
-      rest = join(basename(existing), rest);
-      existing = parent;
-    }
-  }
-  const rel = relative(realRoot, join(existing, rest));
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
-}
+/** Whether `path` (which may not exist yet) is `root` or inside it, through symlinks and mounts: see path-guard. */
+export { isInside as isInsideReal };
