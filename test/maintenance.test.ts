@@ -154,3 +154,22 @@ describe('an upload asked for twice at once', () => {
     expect(uploads).toHaveLength(1);
   });
 });
+
+describe('scratch folders a crash left', () => {
+  it('are swept from the cache and the store once an hour old, young ones kept', async () => {
+    const { mkdirSync } = await import('node:fs');
+    const appNow = Date.now() + ctx.clock.offset; // the clock maintenance reads
+    const made: string[] = [];
+    for (const root of [ctx.config.cachePath, ctx.config.storagePath]) {
+      for (const [name, at] of [[`crashed-${randomUUID()}`, appNow - 2 * 3600_000], [`busy-${randomUUID()}`, appNow - 60_000]] as const) {
+        const dir = join(root, '.codebegen-tmp', name);
+        mkdirSync(join(dir, 'generation'), { recursive: true });
+        utimesSync(dir, at / 1000, at / 1000);
+        made.push(dir);
+      }
+    }
+    const report = (await (await maintain(S)).json()) as { scratch_removed: number };
+    expect(report.scratch_removed).toBeGreaterThanOrEqual(2);
+    expect(made.map((d) => existsSync(d))).toEqual([false, true, false, true]);
+  });
+});

@@ -27,6 +27,8 @@ export interface MaintenanceReport {
   started_at: string;
   duration_ms: number;
   cache: { removed: number; kept: number };
+  /** Scratch folders of crashed writes removed (cache and store). */
+  scratch_removed: number;
   uploads: { retried: number; uploaded: number; still_failing: number; marked_lost: number; reconciled: number; adopted: number } | null;
   /** What waits in the upload outbox after this run. */
   outbox: Backlog | null;
@@ -48,6 +50,8 @@ export interface MaintenanceReport {
 export async function runMaintenance(deps: MaintenanceDeps): Promise<MaintenanceReport> {
   const now = deps.now ?? Date.now;
   const started = now();
+  // Scratch folders a crashed write left behind, in the cache and the store (only those over an hour old).
+  const scratchRemoved = (await deps.cache.sweepScratch(3600_000, started)) + (await deps.local.local.sweepScratch(3600_000, started));
   const cache = await deps.cache.removeOlderThan(new Date(started - deps.maxCacheAgeHours * 3600_000), { apartFrom: deps.local.local.root, log: deps.log });
   let uploads: MaintenanceReport['uploads'] = null;
   let orphans: MaintenanceReport['orphans'] = null;
@@ -87,7 +91,7 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
   }
 
   const deletions = await deps.deletions.drain(1000);
-  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, uploads, outbox, deletions, orphans };
+  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, scratch_removed: scratchRemoved, uploads, outbox, deletions, orphans };
   deps.log.info('maintenance finished', {
     cache_removed: cache.removed,
     uploads_retried: uploads?.retried ?? 0,
