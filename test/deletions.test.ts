@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { appContext, JWT_SECRET, sampleFiles, serviceToken, userToken, type AppContext } from './helpers/context.ts';
-import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+import { cloudAppContext } from './helpers/cloud-context.ts';
+import { sampleFiles, serviceToken, userToken, type AppContext } from './helpers/context.ts';
+import type { StandIn } from './storage-standin/server.ts';
 
 // Deletes that cannot half-happen: the row and a tombstone commit together; every copy (bucket object, local
 // copy, cache entry) is removed after the commit, and whatever cannot be removed then is finished later by the
@@ -12,22 +13,14 @@ import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 const alice = randomUUID();
 let standIn: StandIn;
 let ctx: AppContext;
+let close: () => Promise<void>;
 let A: string;
 
 beforeAll(async () => {
-  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
-  ctx = await appContext(
-    { USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey },
-    undefined,
-    { cloudRetry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 } },
-  );
-  await ctx.cloud!.ensureBucket();
+  ({ ctx, standIn, close } = await cloudAppContext());
   A = await userToken(alice);
 });
-afterAll(async () => {
-  await ctx.close();
-  await standIn.close();
-});
+afterAll(() => close());
 beforeEach(() => standIn.faults.clear());
 
 type Saved = { generation_id: string; project_id: string; version: number };

@@ -7,9 +7,10 @@ import { unpackLimitsFor } from '../functions/_shared/limits.ts';
 import { LocalGenerationStorage } from '../functions/_shared/storage/generation-storage.ts';
 import { HybridGenerationStorage } from '../functions/_shared/storage/hybrid-storage.ts';
 import { LocalStore } from '../functions/_shared/stores/local-store.ts';
-import { appContext, JWT_SECRET, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
+import { cloudAppContext } from './helpers/cloud-context.ts';
+import { appContext, sampleFiles, userToken, type AppContext } from './helpers/context.ts';
 import { rawEntry, rawTarGz } from './helpers/raw-tar.ts';
-import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+import type { StandIn } from './storage-standin/server.ts';
 
 // Every byte served or uploaded is checked against the recorded sha256, on every tier: a local archive that was
 // tampered with or truncated is never served nor uploaded, the read falls through to the next good copy, and a
@@ -20,19 +21,13 @@ const alice = randomUUID();
 let A: string;
 let standIn: StandIn;
 let ctx: AppContext;
+let close: () => Promise<void>;
 
 beforeAll(async () => {
-  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
-  ctx = await appContext({ USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }, undefined, {
-    cloudRetry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 },
-  });
-  await ctx.cloud!.ensureBucket();
+  ({ ctx, standIn, close } = await cloudAppContext());
   A = await userToken(alice);
 });
-afterAll(async () => {
-  await ctx.close();
-  await standIn.close();
-});
+afterAll(() => close());
 beforeEach(() => standIn.faults.clear());
 
 type Saved = { generation_id: string; project_id: string; version: number; sha256: string };

@@ -3,8 +3,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_SAVED_PATH_LENGTH, maxManifestBytes, unpackLimitsFor } from '../functions/_shared/limits.ts';
-import { appContext, JWT_SECRET, userToken, type AppContext } from './helpers/context.ts';
-import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
+import { cloudAppContext } from './helpers/cloud-context.ts';
+import { userToken, type AppContext } from './helpers/context.ts';
 
 // One set of limits: whatever a save accepts, every reader accepts — here the cold read that pulls the archive
 // from the bucket and unpacks it into the cache (which is all an edge worker ever does). Each limit case is saved
@@ -14,21 +14,14 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const LIMITS = { MAX_FILES: '40', MAX_FOLDERS: '40', MAX_PATH_DEPTH: '12', MAX_FILE_BYTES: '8192', MAX_GENERATION_BYTES: String(40 * 8192), MAX_METADATA_BYTES: '4096', MAX_REQUEST_BYTES: String(4 * 1024 * 1024) };
 const alice = randomUUID();
 let A: string;
-let standIn: StandIn;
 let ctx: AppContext;
+let close: () => Promise<void>;
 
 beforeAll(async () => {
-  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
-  ctx = await appContext({ ...LIMITS, USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }, undefined, {
-    cloudRetry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 },
-  });
-  await ctx.cloud!.ensureBucket();
+  ({ ctx, close } = await cloudAppContext(LIMITS));
   A = await userToken(alice);
 });
-afterAll(async () => {
-  await ctx.close();
-  await standIn.close();
-});
+afterAll(() => close());
 
 const save = (files: Record<string, string>, metadata: Record<string, unknown> = {}) =>
   ctx.app.request('http://storage.test/generations', {

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appContext, JWT_SECRET, sampleFiles, userToken, type AppContext } from '../helpers/context.ts';
-import { startStorageStandIn, type StandIn } from '../storage-standin/server.ts';
+import { cloudAppContext } from '../helpers/cloud-context.ts';
+import { sampleFiles, userToken, type AppContext } from '../helpers/context.ts';
+import type { StandIn } from '../storage-standin/server.ts';
 import { report, sha256 } from './support.ts';
 
 // Reliability 7 — every byte checked. Each copy a generation can be read from — the stored archive, the folder
@@ -20,20 +21,14 @@ const flip = (path: string, at = 40) => {
 
 let standIn: StandIn;
 let ctx: AppContext;
+let close: () => Promise<void>;
 let A: string;
 
 beforeAll(async () => {
-  standIn = await startStorageStandIn({ jwtSecret: JWT_SECRET });
-  ctx = await appContext({ USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }, undefined, {
-    cloudRetry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 },
-  });
-  await ctx.cloud!.ensureBucket();
+  ({ ctx, standIn, close } = await cloudAppContext());
   A = await userToken(randomUUID());
 });
-afterAll(async () => {
-  await ctx.close();
-  await standIn.close();
-});
+afterAll(() => close());
 
 type Saved = { generation_id: string; project_id: string; version: number; sha256: string };
 type Tier = 'archive' | 'folder' | 'cache' | 'outbox' | 'bucket';
