@@ -33,6 +33,14 @@ beforeAll(async () => {
 afterAll(() => standIn.close());
 beforeEach(() => standIn.faults.clear());
 
+/** A fresh, migrated PGlite whose driver can be told to fail (see faulty-driver.ts). */
+async function faultyPGlite() {
+  const faulty = faultyDriver(await openPGlite());
+  const db = createDatabase(faulty.driver);
+  await migrateAll(db);
+  return { faulty, db };
+}
+
 /** One host (its own disk) with cloud on, on the database given. */
 const host = (db: Database, wiring = {}) =>
   appContext({ USE_CLOUD_STORAGE: 'true', SUPABASE_URL: standIn.url, SUPABASE_SERVICE_KEY: standIn.serviceKey }, db, { cloudRetry: FAST_RETRY, ...wiring });
@@ -167,9 +175,7 @@ describe('an upload that landed though its reply was lost', () => {
   });
 
   it("ends uploaded when the 'uploaded' update itself fails", async () => {
-    const faulty = faultyDriver(await openPGlite());
-    const db = createDatabase(faulty.driver);
-    await migrateAll(db);
+    const { faulty, db } = await faultyPGlite();
     const ctx = await host(db);
     try {
       faulty.failOn((sql) => sql.includes("set upload_status = 'uploaded'"), 'before');
@@ -192,9 +198,7 @@ describe('an ambiguous COMMIT', () => {
 
   for (const mode of ['cloud', 'local'] as const) {
     it(`${mode}: the server committed, the client heard a failure: nothing is removed and the save answers 201`, async () => {
-      const faulty = faultyDriver(await openPGlite());
-      const db = createDatabase(faulty.driver);
-      await migrateAll(db);
+      const { faulty, db } = await faultyPGlite();
       const ctx = mode === 'cloud' ? await host(db) : await appContext({}, db);
       try {
         faulty.failOn(isInsert, 'after-commit');
@@ -208,9 +212,7 @@ describe('an ambiguous COMMIT', () => {
     });
 
     it(`${mode}: when the outcome cannot be read back, the files stay, the answer is 503, and the replay 201s with a working download`, async () => {
-      const faulty = faultyDriver(await openPGlite());
-      const db = createDatabase(faulty.driver);
-      await migrateAll(db);
+      const { faulty, db } = await faultyPGlite();
       const ctx = mode === 'cloud' ? await host(db) : await appContext({}, db);
       try {
         const body = { project_id: randomUUID(), generation_id: randomUUID(), files: sampleFiles(4, 'ambiguous') };
@@ -230,9 +232,7 @@ describe('an ambiguous COMMIT', () => {
   }
 
   it('a commit that truly failed removes the files it placed', async () => {
-    const faulty = faultyDriver(await openPGlite());
-    const db = createDatabase(faulty.driver);
-    await migrateAll(db);
+    const { faulty, db } = await faultyPGlite();
     const ctx = await appContext({}, db);
     try {
       const body = { project_id: randomUUID(), generation_id: randomUUID() };
