@@ -99,16 +99,12 @@ export class UploadQueue {
     this.now = opts.now ?? Date.now;
   }
 
-  private get leaseMs(): number {
-    return this.opts.leaseMs;
-  }
-
   /**
    * Inside a save's transaction: stages the archive already claimed by this drainer, whose upload `enqueue(record,
    * { claimed: true })` starts once the transaction has committed.
    */
   stageClaimed(tx: Tx, record: GenerationRecord, archive: Uint8Array): Promise<void> {
-    return outbox.stage(tx, record.id, record.archiveSha256, archive, new Date(this.now()), { owner: this.owner, leaseMs: this.leaseMs });
+    return outbox.stage(tx, record.id, record.archiveSha256, archive, new Date(this.now()), { owner: this.owner, leaseMs: this.opts.leaseMs });
   }
 
   /** Queues a generation's upload (once, however often it is asked). */
@@ -191,7 +187,7 @@ export class UploadQueue {
     // `concurrency` workers, each claiming one due row at a time: none waits for a slower neighbour's upload.
     const worker = async () => {
       while (more()) {
-        const [claim] = await this.db.asService((tx) => outbox.claimDue(tx, this.owner, new Date(this.now()), this.leaseMs, 1));
+        const [claim] = await this.db.asService((tx) => outbox.claimDue(tx, this.owner, new Date(this.now()), this.opts.leaseMs, 1));
         if (!claim) return;
         report.claimed++;
         report.bytes += claim.archiveSizeBytes;
@@ -228,7 +224,7 @@ export class UploadQueue {
       const claim =
         claimed && fresh
           ? { generationId, archiveSha256: fresh.archiveSha256, archiveSizeBytes: fresh.archiveSizeBytes, attempts: 1 }
-          : await this.db.asService((tx) => outbox.claimOne(tx, generationId, this.owner, new Date(this.now()), this.leaseMs));
+          : await this.db.asService((tx) => outbox.claimOne(tx, generationId, this.owner, new Date(this.now()), this.opts.leaseMs));
       return claim ? this.process(claim, fresh) : 'skipped';
     });
   }
@@ -255,8 +251,8 @@ export class UploadQueue {
     const fields = { generation_id: record.id, project_id: record.projectId, key: record.storageKey, attempt: claim.attempts };
     // Renewed while the upload runs, so a short lease only ever expires for a drainer that died.
     const renewal = setInterval(() => {
-      void this.db.asService((tx) => outbox.renew(tx, record.id, this.owner, new Date(this.now()), this.leaseMs)).catch(() => {});
-    }, Math.max(500, this.leaseMs / 3));
+      void this.db.asService((tx) => outbox.renew(tx, record.id, this.owner, new Date(this.now()), this.opts.leaseMs)).catch(() => {});
+    }, Math.max(500, this.opts.leaseMs / 3));
     try {
       if (record.archiveSha256 !== claim.archiveSha256) throw new Error('outbox row does not hold this generation\'s archive');
       // Never over an object not looked at: one already there (an upload whose reply, or whose commit, was lost)
