@@ -65,8 +65,8 @@ export function normaliseFileSet(paths: readonly string[], label = 'files', limi
   const root: Node = { children: new Map() };
   for (const p of out) {
     let node = root;
-    // Folded once per path: NFC never joins across "/" and lower-casing never makes one, so the segments line up.
-    const segments = p.normalize('NFC').toLowerCase().split('/');
+    // Folded once per path: NFC never joins across "/" and case mapping never makes one, so the segments line up.
+    const segments = fold(p).split('/');
     for (const [i, key] of segments.entries()) {
       if (node.path !== undefined) throw invalidPath(`${label}: ${JSON.stringify(node.path)} is both a file and a folder`);
       let next = node.children.get(key);
@@ -87,5 +87,11 @@ export function normaliseFileSet(paths: readonly string[], label = 'files', limi
   }
   return out;
 }
+
+/**
+ * Case-insensitive as Windows and macOS (and Python's casefold) compare names: lower-casing alone keeps σ and ς,
+ * µ and μ, ſ and s apart; lower → upper → lower maps each pair to one. NFC first, for composed and decomposed é.
+ */
+const fold = (p: string) => p.normalize('NFC').toLowerCase().toUpperCase().toLowerCase();
 
 const show = (p: string) => JSON.stringify(p.length > 80 ? `${p.slice(0, 80)}…` : p);

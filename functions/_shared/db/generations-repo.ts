@@ -104,6 +104,11 @@ export async function versionTaken(tx: Tx, projectId: string, version: number): 
   return (await tx.query(`select 1 from public.generations where project_id = $1::uuid and version = $2::int`, [projectId, version])).length > 0;
 }
 
+/** Whether any generation holds this id, visible to the caller or not (run as the service role). */
+export async function generationIdTaken(tx: Tx, id: string): Promise<boolean> {
+  return (await tx.query(`select 1 from public.generations where id = $1::uuid`, [id])).length > 0;
+}
+
 export async function findGeneration(tx: Tx, id: string): Promise<GenerationRecord | undefined> {
   const rows = await tx.query<Row>(`select ${COLUMNS} from public.generations where id = $1::uuid`, [id]);
   return rows[0] && toRecord(rows[0]);

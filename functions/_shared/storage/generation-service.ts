@@ -111,6 +111,11 @@ export class GenerationService {
         // unknown): the caller sent them again, so they are restored instead of a loss being confirmed.
         return (await this.deps.storage.durable(tx, existing)) ? { kind: 'durable', record: existing } : { kind: 'restore', record: existing };
       }
+      // An id another owner's generation holds (hidden by RLS): refused before anything is written. Ids are the
+      // caller's to choose, so this 409 says only that the id is taken (docs/RELIABILITY.md, by design).
+      if (await asServiceWithin(tx, () => repo.generationIdTaken(tx, r.generationId))) {
+        throw new AppError(ErrorCode.GenerationConflict, 409, 'that generation id is already taken');
+      }
       const owner = await repo.ensureProject(tx, r.projectId, r.ownerId);
       if (owner === undefined) throw projectNotFound();
       if (owner !== r.ownerId) {
