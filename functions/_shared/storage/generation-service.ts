@@ -65,8 +65,10 @@ export class GenerationService {
   /**
    * Saves in three steps, so that nothing slow holds the database (on the embedded one, its only connection):
    * 1. under the project's lock, briefly: is this a replay, a conflict, or new — and if new, its version, reserved;
-   * 2. outside any transaction: the manifest and the archive (the CPU-heavy part);
-   * 3. under the lock again: the row, its archive in the outbox (cloud on) and the files, committed together.
+   * 2. outside any transaction: the manifest and the archive (the CPU-heavy part), and a new generation's files
+   *    written and synced in a scratch folder;
+   * 3. under the lock again: the row, its archive in the outbox (cloud on), and the files renamed into place,
+   *    committed together.
    * A save that fails between 1 and 3 leaves its version unused: versions are never reused, so that is only a gap.
    */
   async save(principal: Principal, input: SaveInput): Promise<SaveResult> {
@@ -148,6 +150,9 @@ export class GenerationService {
     let written: GenerationRef | undefined;
     // Whether this transaction staged the archive (and with it the first claim on its upload).
     let staged = false;
+    // A new generation's files are written and synced before the transaction: inside it, only renamed into place.
+    const ref: GenerationRef = { projectId: r.projectId, generationId: r.generationId, version: plan.kind === 'new' ? plan.version : plan.record.version };
+    const unplaced = plan.kind === 'new' ? await this.deps.local.stage(ref, manifest, files, archive.bytes) : undefined;
     try {
       const result = await this.as(principal, async (tx): Promise<SaveResult> => {
         await repo.lockProject(tx, r.projectId);
@@ -165,7 +170,6 @@ export class GenerationService {
           if (await this.deps.storage.durable(tx, existing)) return { record: existing, created: false };
           throw concurrentSave(r.generationId);
         }
-        const ref: GenerationRef = { projectId: r.projectId, generationId: r.generationId, version: plan.version };
         const record = await repo.insertGeneration(tx, {
           id: r.generationId,
           projectId: r.projectId,
@@ -184,8 +188,8 @@ export class GenerationService {
         // Cloud on, the archive's bytes commit with the row (the upload outbox): durable beyond this host.
         await this.deps.storage.stage(tx, record, archive.bytes);
         staged = true;
-        // Files last, inside the transaction: if they cannot be written, the row is rolled back too.
-        await this.deps.local.write(ref, manifest, files, archive.bytes);
+        // Files last, inside the transaction: if they cannot be placed, the row is rolled back too.
+        await unplaced!.place();
         written = ref;
         this.deps.log.info('generation saved', {
           generation_id: r.generationId,
@@ -212,6 +216,8 @@ export class GenerationService {
         }
       }
       throw mapDbError(err);
+    } finally {
+      await unplaced?.discard();
     }
   }
 

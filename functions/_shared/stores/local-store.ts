@@ -17,6 +17,14 @@ const SCRATCH = '.codebegen-tmp';
 
 export type Layout = 'hierarchical' | 'flat';
 
+/** A generation written to scratch, synced, and not yet visible: see `LocalStore.stage`. */
+export interface StagedWrite {
+  /** Renames it into place (and syncs the folder that holds it). */
+  place(): Promise<void>;
+  /** Removes the scratch, if it was not placed. */
+  discard(): Promise<void>;
+}
+
 /** What is on disk for one generation, in whichever of CodebeGen's layouts it was found. */
 export interface LocalGeneration {
   layout: Layout;
@@ -73,8 +81,19 @@ export class LocalStore {
 
   /** Writes manifest, sources, an empty artifacts/ and the archive; visible all at once or not at all. */
   async write(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<void> {
+    const staged = await this.stage(ref, manifest, files, archive);
+    await staged.place();
+  }
+
+  /**
+   * The slow half of `write`, apart: the generation written and synced in a scratch folder, not yet visible. A
+   * save does this before its database transaction and `place()`s it inside, so the transaction waits on two
+   * renames rather than on writing every file. `discard()` (after a failure) removes the scratch; both are safe
+   * to call more than once.
+   */
+  async stage(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<StagedWrite> {
     assertRef(ref);
-    return this.serialise(ref, () => this.writeNow(ref, archive, (dir) => writeGeneration(dir, manifest, files)));
+    return this.prepare(ref, archive, (dir) => writeGeneration(dir, manifest, files));
   }
 
   /**
@@ -83,36 +102,45 @@ export class LocalStore {
    */
   async writeFilled(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<void> {
     assertRef(ref);
-    return this.serialise(ref, () => this.writeNow(ref, archive, fill));
+    const staged = await this.prepare(ref, archive, fill);
+    await staged.place();
   }
 
-  private async writeNow(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<void> {
+  private async prepare(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<StagedWrite> {
     await this.assertProjectFolder(ref);
     const scratch = await this.scratchDir();
+    const discard = () => rm(scratch, { recursive: true, force: true });
+    const dir = join(scratch, 'generation');
     try {
-      const dir = join(scratch, 'generation');
       await fill(dir);
       await writeFile(join(scratch, 'archive.tar.gz'), archive);
-      // Durable before it is visible: the caller commits the row once this returns, and an OS crash must not leave
-      // that row pointing at a truncated archive or an empty file. Each file and folder is synced once.
+      // Durable before it is visible: the caller commits the row once `place` returns, and an OS crash must not
+      // leave that row pointing at a truncated archive or an empty file. Each file and folder is synced once.
       await syncEach([{ path: join(scratch, 'archive.tar.gz'), dir: false }, ...(await treeOf(dir))]);
-      const finalDir = this.generationDir(ref);
-      const created = await mkdir(dirname(finalDir), { recursive: true });
-      // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside.
-      await this.moveAside(finalDir, scratch, 'stale');
-      // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
-      await rename(dir, finalDir);
-      try {
-        await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
-        // The renames live in `{project}/generations/`; folders mkdir just made live in their parents.
-        await syncEach(parentsToSync(dirname(finalDir), created).map((path) => ({ path, dir: true })));
-      } catch (err) {
-        await this.moveAside(this.archivePath(ref), scratch, 'undo-archive');
-        await this.moveAside(finalDir, scratch, 'undo');
-        throw err;
-      }
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
+    } catch (err) {
+      await discard();
+      throw err;
+    }
+    // Writes and removals of one generation run one at a time in this process (the database lock covers others).
+    const place = () => this.serialise(ref, () => this.placeNow(ref, scratch, dir)).finally(discard);
+    return { place, discard };
+  }
+
+  private async placeNow(ref: GenerationRef, scratch: string, dir: string): Promise<void> {
+    const finalDir = this.generationDir(ref);
+    const created = await mkdir(dirname(finalDir), { recursive: true });
+    // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside.
+    await this.moveAside(finalDir, scratch, 'stale');
+    // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
+    await rename(dir, finalDir);
+    try {
+      await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
+      // The renames live in `{project}/generations/`; folders mkdir just made live in their parents.
+      await syncEach(parentsToSync(dirname(finalDir), created).map((path) => ({ path, dir: true })));
+    } catch (err) {
+      await this.moveAside(this.archivePath(ref), scratch, 'undo-archive');
+      await this.moveAside(finalDir, scratch, 'undo');
+      throw err;
     }
   }
 
