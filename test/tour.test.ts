@@ -53,6 +53,9 @@ describe('npm run tour', () => {
 
   // scripts/test-node-versions.sh sets NODE_UNDER_TEST: proof that vitest's workers (and so the server and the tour,
   // started with process.execPath) really run on the Node asked for, not on the machine's default.
+  if (!process.env.NODE_UNDER_TEST) {
+    console.warn(`\n!!! test/tour.test.ts "runs on the Node the version script asked for" SKIPPED here: it runs under scripts/test-node-versions.sh (NODE_UNDER_TEST), on Node 22 and 24 !!!\n`);
+  }
   it.runIf(process.env.NODE_UNDER_TEST)('runs on the Node the version script asked for', () => {
     console.log(`tour.test.ts ran on Node ${process.version}`);
     expect(process.version).toBe(process.env.NODE_UNDER_TEST);
