@@ -256,6 +256,7 @@ describe('cloud enabled', () => {
       expect(body.error.message).toMatch(/over the 2048 bytes Supabase Storage takes per object \(STORAGE_UPLOAD_LIMIT_BYTES\)/);
       expect(existsSync(join(small.config.storagePath, project))).toBe(false);
       expect(await small.db.asService((tx) => tx.query('select 1 from generations'))).toEqual([]);
+      expect(await small.db.asService((tx) => tx.query('select 1 from projects'))).toEqual([]); // not even the project
       // a smaller one still fits
       expect((await small.app.request('http://storage.test/generations', {
         method: 'POST',

@@ -108,11 +108,12 @@ describe('one step past each limit is refused at save, nothing written', () => {
   ];
   for (const [name, files, status, message] of cases) {
     it(name, async () => {
-      const before = await ctx.db.asService((tx) => tx.query<{ n: number }>('select count(*)::int as n from generations'));
+      const rows = () => ctx.db.asService((tx) => tx.query<{ n: number }>('select (select count(*) from generations)::int + (select count(*) from projects)::int as n'));
+      const before = await rows();
       const res = await save(files());
       expect(res.status).toBe(status);
       expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(message);
-      expect(await ctx.db.asService((tx) => tx.query<{ n: number }>('select count(*)::int as n from generations'))).toEqual(before);
+      expect(await rows(), 'no row, not even the project').toEqual(before);
     });
   }
 });

@@ -82,6 +82,11 @@ export async function ensureProject(tx: Tx, projectId: string, ownerId: string):
   return rows[0]?.owner_id;
 }
 
+/** Removes a project that holds no generation (a save that created it was refused after all). Service role. */
+export async function removeEmptyProject(tx: Tx, projectId: string): Promise<void> {
+  await tx.query(`delete from public.projects p where id = $1::uuid and not exists (select 1 from public.generations g where g.project_id = p.id)`, [projectId]);
+}
+
 export async function projectVisible(tx: Tx, projectId: string): Promise<boolean> {
   return (await tx.query(`select 1 from public.projects where id = $1::uuid`, [projectId])).length > 0;
 }

@@ -80,6 +80,13 @@ export class GenerationService {
       throw tooLarge(`metadata: over ${limits.maxMetadataBytes} bytes`);
     }
     const request: SaveRequest = { projectId: input.projectId, generationId: input.generationId ?? randomUUID(), ownerId, version: input.version, contentSha256: contentDigest(files, metadata) };
+    // Checked before anything is written, on the manifest at its largest (the longest version number): the real
+    // one, made once the version is known, is never larger.
+    const createdAt = this.now();
+    const manifestBytes = encodeManifest(buildManifest({ generationId: request.generationId, projectId: request.projectId, version: 2_147_483_647, createdAt, files, metadata })).byteLength;
+    if (manifestBytes > maxManifestBytes(limits)) {
+      throw tooLarge(`files: their manifest.json would be ${manifestBytes} bytes, over ${maxManifestBytes(limits)} (many long paths): fewer files or shorter paths`);
+    }
     let plan: Plan;
     try {
       plan = await this.plan(principal, request);
@@ -90,16 +97,18 @@ export class GenerationService {
     const manifest =
       plan.kind === 'restore'
         ? plan.record.manifest
-        : buildManifest({ generationId: request.generationId, projectId: request.projectId, version: plan.version, createdAt: this.now(), files, metadata });
-    const manifestBytes = encodeManifest(manifest).byteLength;
-    if (manifestBytes > maxManifestBytes(limits)) {
-      throw tooLarge(`files: their manifest.json would be ${manifestBytes} bytes, over ${maxManifestBytes(limits)} (many long paths): fewer files or shorter paths`);
+        : buildManifest({ generationId: request.generationId, projectId: request.projectId, version: plan.version, createdAt, files, metadata });
+    try {
+      const archive = await packGeneration(manifest, files);
+      if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
+        throw tooLarge(`archive: ${archive.bytes.byteLength} bytes packed, over the ${limits.maxArchiveBytes} bytes Supabase Storage takes per object (STORAGE_UPLOAD_LIMIT_BYTES)`);
+      }
+      return await this.commit(principal, request, plan, manifest, files, archive);
+    } catch (err) {
+      // A project this save created in step 1 and that holds nothing goes again: a refused save leaves no row.
+      if (plan.kind === 'new' && plan.createdProject) await this.deps.db.asService((tx) => repo.removeEmptyProject(tx, request.projectId)).catch(() => {});
+      throw err;
     }
-    const archive = await packGeneration(manifest, files);
-    if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
-      throw tooLarge(`archive: ${archive.bytes.byteLength} bytes packed, over the ${limits.maxArchiveBytes} bytes Supabase Storage takes per object (STORAGE_UPLOAD_LIMIT_BYTES)`);
-    }
-    return this.commit(principal, request, plan, manifest, files, archive);
   }
 
   /** Step 1: what this save is. Reserves a new generation's version; packs nothing. */
@@ -118,6 +127,7 @@ export class GenerationService {
       if (await asServiceWithin(tx, () => repo.generationIdTaken(tx, r.generationId))) {
         throw new AppError(ErrorCode.GenerationConflict, 409, 'that generation id is already taken');
       }
+      const existed = await repo.projectVisible(tx, r.projectId);
       const owner = await repo.ensureProject(tx, r.projectId, r.ownerId);
       if (owner === undefined) throw projectNotFound();
       if (owner !== r.ownerId) {
@@ -140,7 +150,7 @@ export class GenerationService {
       }
       // Reserved now, used at commit; the counter is the service's to move (users cannot update projects).
       await asServiceWithin(tx, () => repo.reserveVersion(tx, r.projectId, version));
-      return { kind: 'new', version };
+      return { kind: 'new', version, createdProject: !existed };
     });
   }
 
@@ -341,7 +351,7 @@ interface SaveRequest {
   contentSha256: string;
 }
 
-type Plan = { kind: 'new'; version: number } | { kind: 'restore'; record: GenerationRecord } | { kind: 'durable'; record: GenerationRecord };
+type Plan = { kind: 'new'; version: number; createdProject: boolean } | { kind: 'restore'; record: GenerationRecord } | { kind: 'durable'; record: GenerationRecord };
 
 /** The same generation sent again (same project, owner, content, and version if given), or a 409. */
 function assertSameGeneration(existing: GenerationRecord, r: SaveRequest): void {
