@@ -53,12 +53,12 @@ export async function stagedBytes(tx: Tx, generationId: string): Promise<{ sha25
 
 const free = `(lease_expires_at is null or lease_expires_at < $2::timestamptz)`;
 
-/** Claims one row unless another drainer's lease on it is still running (the save's own fast path). */
+/** Claims one row unless another drainer's lease on it is still running (a lease of this drainer's own is renewed). */
 export async function claimOne(tx: Tx, generationId: string, owner: string, now: Date, leaseMs: number): Promise<Claim | undefined> {
   const rows = await tx.query<ClaimRow>(
     `update codebegen_private.upload_outbox
      set lease_owner = $3, lease_expires_at = $2::timestamptz + make_interval(secs => $4::float8 / 1000), attempts = attempts + 1
-     where generation_id = $1::uuid and ${free}
+     where generation_id = $1::uuid and (${free} or lease_owner = $3)
      returning ${CLAIMED}`,
     [generationId, now.toISOString(), owner, leaseMs],
   );
