@@ -49,7 +49,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
       keepAlive: opts.keepAlive,
       now: opts.now,
     });
-    storage = new HybridGenerationStorage(db, localStorage, cache, cloud, uploads, log, {
+    storage = new HybridGenerationStorage(localStorage, cache, cloud, uploads, log, {
       cacheTtlMs: config.cacheTtlHours * 3600_000,
       unpackLimits: unpackLimitsFor(config.limits),
       now: opts.now,
@@ -88,7 +88,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     runMaintenance({
       db,
       cache,
-      local: localStorage,
+      local,
       deletions,
       cloud: cloud && uploads && { store: cloud, uploads, drainBudget: EDGE_DRAIN_BUDGET },
       maxCacheAgeHours: config.maxCacheAgeHours,

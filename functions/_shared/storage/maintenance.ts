@@ -3,7 +3,6 @@ import * as repo from '../db/generations-repo.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalStore } from '../stores/local-store.ts';
-import type { LocalGenerationStorage } from './generation-storage.ts';
 import type { Backlog } from '../db/outbox-repo.ts';
 import type { DeletionReport, Deletions } from './deletions.ts';
 import type { DrainBudget, UploadQueue } from './upload-queue.ts';
@@ -14,7 +13,8 @@ export const ORPHAN_GRACE_MS = 3600_000;
 export interface MaintenanceDeps {
   db: Database;
   cache: LocalStore;
-  local: LocalGenerationStorage;
+  /** The store (STORAGE_PATH): its scratch is swept, and the cache must never overlap it. */
+  local: LocalStore;
   deletions: Deletions;
   /** Present with cloud storage on. */
   cloud?: { store: CloudStore; uploads: UploadQueue; drainBudget: DrainBudget };
@@ -51,8 +51,8 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
   const now = deps.now ?? Date.now;
   const started = now();
   // Scratch folders a crashed write left behind, in the cache and the store (only those over an hour old).
-  const scratchRemoved = (await deps.cache.sweepScratch(3600_000, started)) + (await deps.local.local.sweepScratch(3600_000, started));
-  const cache = await deps.cache.removeOlderThan(new Date(started - deps.maxCacheAgeHours * 3600_000), { apartFrom: deps.local.local.root, log: deps.log });
+  const scratchRemoved = (await deps.cache.sweepScratch(3600_000, started)) + (await deps.local.sweepScratch(3600_000, started));
+  const cache = await deps.cache.removeOlderThan(new Date(started - deps.maxCacheAgeHours * 3600_000), { apartFrom: deps.local.root, log: deps.log });
   let uploads: MaintenanceReport['uploads'] = null;
   let orphans: MaintenanceReport['orphans'] = null;
   let outbox: Backlog | null = null;
