@@ -130,7 +130,7 @@ describe('cloud enabled', () => {
         return at;
       }
     }
-    const storage = new HybridGenerationStorage(ctx.db, new LocalGenerationStorage(ctx.local, ctx.log), new SlowDiskCache(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, { cacheTtlMs: 3600_000, unpackLimits: { maxEntries: 100, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 22 } });
+    const storage = new HybridGenerationStorage(new LocalGenerationStorage(ctx.local, ctx.log), new SlowDiskCache(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, { cacheTtlMs: 3600_000, unpackLimits: { maxEntries: 100, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 22 } });
     const before = cloudGets();
     const [first, second] = [storage.archive(record!), storage.archive(record!)];
     const a = await first.finally(release);

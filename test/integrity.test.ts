@@ -197,7 +197,7 @@ describe('a cache on a full disk', () => {
         throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
       }
     }
-    const storage = new HybridGenerationStorage(ctx.db, new LocalGenerationStorage(ctx.local, ctx.log), new FullDisk(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, {
+    const storage = new HybridGenerationStorage(new LocalGenerationStorage(ctx.local, ctx.log), new FullDisk(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, {
       cacheTtlMs: 3600_000,
       unpackLimits: unpackLimitsFor(ctx.config.limits),
     });

@@ -1,7 +1,7 @@
 import { generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
 import { sha256Hex } from '../archive/manifest.ts';
 import { unpackStream, type UnpackLimits } from '../archive/tar-gz.ts';
-import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
+import { asServiceWithin, type Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import * as outbox from '../db/outbox-repo.ts';
 import { AppError, ErrorCode } from '../errors.ts';
@@ -38,7 +38,6 @@ export class HybridGenerationStorage implements GenerationStorage {
   private readonly now: () => number;
 
   constructor(
-    private readonly db: Database,
     private readonly local: LocalGenerationStorage,
     private readonly cache: LocalStore,
     private readonly cloud: CloudStore,
@@ -68,7 +67,7 @@ export class HybridGenerationStorage implements GenerationStorage {
 
   async archive(record: GenerationRecord): Promise<Uint8Array> {
     // A local folder that no longer packs to the recorded bytes is passed over: the cache or the bucket has them.
-    const local = await this.local.localArchive(record, { mismatch: 'miss' });
+    const local = await this.local.verifiedLocalArchive(record);
     if (local) return local;
     // One read of these exact bytes at a time: a reader arriving while a fetch is under way joins it, and one
     // arriving after finds the cache filled (the entry goes only once the cache is written). Keyed by id and
@@ -101,14 +100,9 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   private async fromOutbox(record: GenerationRecord): Promise<Uint8Array | undefined> {
-    const staged = await this.db.asService((tx) => outbox.stagedBytes(tx, record.id));
-    if (!staged) return undefined;
-    if (sha256Hex(staged.bytes) !== record.archiveSha256) {
-      this.log.error('outbox bytes do not match their record; not served', { generation_id: record.id });
-      return undefined;
-    }
-    await this.fillCache(record, staged.bytes);
-    return staged.bytes;
+    const staged = await this.uploads.stagedArchive(record);
+    if (staged) await this.fillCache(record, staged);
+    return staged;
   }
 
   async cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined> {

@@ -303,13 +303,18 @@ export class UploadQueue {
   private async bytesOf(record: GenerationRecord): Promise<Uint8Array> {
     const local = await this.local.verifiedLocalArchive(record);
     if (local) return local;
+    const staged = await this.stagedArchive(record);
+    if (!staged) throw new Error('no copy to upload that passes its sha256: not in the outbox, not on this host');
+    return staged;
+  }
+
+  /** The outbox's bytes for this record, if they are there and match its sha256 (a mismatch is logged, never used). */
+  async stagedArchive(record: GenerationRecord): Promise<Uint8Array | undefined> {
     const staged = await this.db.asService((tx) => outbox.stagedBytes(tx, record.id));
-    if (!staged) throw new Error('no copy to upload: not in the outbox, not on this host');
-    if (sha256Hex(staged.bytes) !== record.archiveSha256) {
-      this.log.error('outbox bytes fail their sha256; not uploaded', { generation_id: record.id });
-      throw new Error('outbox bytes fail their sha256');
-    }
-    return staged.bytes;
+    if (!staged) return undefined;
+    if (sha256Hex(staged.bytes) === record.archiveSha256) return staged.bytes;
+    this.log.error('outbox bytes do not match their record; not used', { generation_id: record.id });
+    return undefined;
   }
 
   /** Whether the bucket's object is there and is exactly the recorded archive (downloaded back and hashed). */
