@@ -30,6 +30,9 @@ export interface FileDigest {
   sha256: string;
 }
 
+/** Each file's path, size and sha256, hashed once: pass them to `buildManifest` and `contentDigest` in its place. */
+export const fileDigests = (files: readonly TreeFile[]): FileDigest[] => files.map(digestOf);
+
 const digestOf = (f: TreeFile | FileDigest): FileDigest => ('data' in f ? { path: f.path, size: f.data.byteLength, sha256: sha256Hex(f.data) } : f);
 const sortedDigests = (files: readonly (TreeFile | FileDigest)[]) => files.map(digestOf).sort((a, b) => byCodePoint(a.path, b.path));
 

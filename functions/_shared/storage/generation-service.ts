@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { packGeneration, storageKey, type GenerationRef, type PackedArchive } from '../archive/generation-archive.ts';
 import type { Deletions } from './deletions.ts';
 import { refOf, type GenerationStorage } from './generation-storage.ts';
-import { buildManifest, canonicalJson, contentDigest, encodeManifest, type Manifest } from '../archive/manifest.ts';
+import { buildManifest, canonicalJson, contentDigest, encodeManifest, fileDigests, type Manifest } from '../archive/manifest.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import type { Principal } from '../auth/principal.ts';
 import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
@@ -79,11 +79,13 @@ export class GenerationService {
     if (new TextEncoder().encode(canonicalJson(metadata)).byteLength > limits.maxMetadataBytes) {
       throw tooLarge(`metadata: over ${limits.maxMetadataBytes} bytes`);
     }
-    const request: SaveRequest = { projectId: input.projectId, generationId: input.generationId ?? randomUUID(), ownerId, version: input.version, contentSha256: contentDigest(files, metadata) };
+    // Every file hashed once, for the content digest and both manifests below.
+    const digests = fileDigests(files);
+    const request: SaveRequest = { projectId: input.projectId, generationId: input.generationId ?? randomUUID(), ownerId, version: input.version, contentSha256: contentDigest(digests, metadata) };
     // Checked before anything is written, on the manifest at its largest (the longest version number): the real
     // one, made once the version is known, is never larger.
     const createdAt = this.now();
-    const manifestBytes = encodeManifest(buildManifest({ generationId: request.generationId, projectId: request.projectId, version: 2_147_483_647, createdAt, files, metadata })).byteLength;
+    const manifestBytes = encodeManifest(buildManifest({ generationId: request.generationId, projectId: request.projectId, version: 2_147_483_647, createdAt, files: digests, metadata })).byteLength;
     if (manifestBytes > maxManifestBytes(limits)) {
       throw tooLarge(`files: their manifest.json would be ${manifestBytes} bytes, over ${maxManifestBytes(limits)} (many long paths): fewer files or shorter paths`);
     }
@@ -97,7 +99,7 @@ export class GenerationService {
     const manifest =
       plan.kind === 'restore'
         ? plan.record.manifest
-        : buildManifest({ generationId: request.generationId, projectId: request.projectId, version: plan.version, createdAt, files, metadata });
+        : buildManifest({ generationId: request.generationId, projectId: request.projectId, version: plan.version, createdAt, files: digests, metadata });
     try {
       const archive = await packGeneration(manifest, files);
       if (limits.maxArchiveBytes !== undefined && archive.bytes.byteLength > limits.maxArchiveBytes) {
