@@ -4,7 +4,7 @@ const MiB = 1024 * 1024;
 /**
  * What one save may be on the edge, by default: the largest that fits an Edge Function (256 MB, 2 s CPU) with
  * margin, as `bench/edge-save.ts` measured it (8 MB of files: ~380–480 ms CPU, ~192 MB peak under Deno; 12 MB
- * already peaks at ~233 MB). Larger generations belong on a Node host. An operator may set these lower or higher.
+ * already peaks at ~235 MB). Larger generations belong on a Node host. An operator may set these lower or higher.
  */
 export const EDGE_LIMITS = { MAX_GENERATION_BYTES: 8 * MiB, MAX_FILE_BYTES: 8 * MiB, MAX_REQUEST_BYTES: 10 * MiB };
 
