@@ -2,7 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { findGeneration } from '../functions/_shared/db/generations-repo.ts';
+import { packGeneration } from '../functions/_shared/archive/generation-archive.ts';
+import { findGeneration, replaceArchive } from '../functions/_shared/db/generations-repo.ts';
 import { unpackLimitsFor } from '../functions/_shared/limits.ts';
 import { LocalGenerationStorage } from '../functions/_shared/storage/generation-storage.ts';
 import { HybridGenerationStorage } from '../functions/_shared/storage/hybrid-storage.ts';
@@ -127,6 +128,22 @@ describe('cloud off', () => {
       const got = await download(g.generation_id, off);
       expect(got.status).toBe(500);
       expect(got.sha).not.toBe(g.sha256);
+    } finally {
+      await off.close();
+    }
+  });
+
+  it('a folder whose archive was recorded by the packer before issue 15 (fflate) and is gone is served with those bytes', async () => {
+    const off = await appContext();
+    try {
+      const g = await save(off);
+      const record = (await off.db.asService((tx) => findGeneration(tx, g.generation_id)))!;
+      const onDisk = (await off.local.read({ projectId: g.project_id, generationId: g.generation_id, version: g.version }))!;
+      const legacy = await packGeneration(record.manifest, onDisk.files, 'legacy');
+      expect(legacy.sha256).not.toBe(g.sha256);
+      await off.db.asService((tx) => replaceArchive(tx, g.generation_id, legacy.sha256, legacy.bytes.byteLength));
+      rmSync(`${dirOf(off, g)}.tar.gz`);
+      expect(await download(g.generation_id, off)).toMatchObject({ status: 200, sha: legacy.sha256, header: legacy.sha256 });
     } finally {
       await off.close();
     }

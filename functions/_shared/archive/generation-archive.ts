@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
 import { unpackToDirectory } from './disk-tree.ts';
 import { encodeManifest, parseManifest, sha256Hex, type Manifest } from './manifest.ts';
-import { packTree, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
+import { packTree, packTreeLegacy, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
 
 /** A generation's identity on disk and in the bucket. */
 export interface GenerationRef {
@@ -26,11 +26,12 @@ export interface PackedArchive {
 /**
  * Packs a generation as CodebeGen's Python would tar its folder: `v{n}__{id}/` holding `manifest.json`,
  * `source/<files>` and an empty `artifacts/`. Every entry's mtime is the manifest's `created_at`, so the same
- * generation always packs to the same bytes.
+ * generation always packs to the same bytes (on one runtime; see `packTree`). `legacy`: with the packer of archives
+ * recorded before issue 15, only to check them.
  */
-export async function packGeneration(manifest: Manifest, sourceFiles: readonly (TreeFile | StreamedFile)[]): Promise<PackedArchive> {
+export async function packGeneration(manifest: Manifest, sourceFiles: readonly (TreeFile | StreamedFile)[], packer: 'zlib' | 'legacy' = 'zlib'): Promise<PackedArchive> {
   const root = generationDirName({ version: manifest.version, generationId: manifest.generation_id });
-  const bytes = await packTree({
+  const bytes = await (packer === 'zlib' ? packTree : packTreeLegacy)({
     root,
     mtime: manifestTime(manifest),
     emptyDirs: ['artifacts', 'source'],

@@ -1,3 +1,5 @@
+import { pipeline } from 'node:stream/promises';
+import { createGzip, gzip } from 'node:zlib';
 import { createTarDecoder } from 'modern-tar';
 import { byCodePoint } from '../code-point-order.ts';
 import { AppError, invalidArchive } from '../errors.ts';
@@ -33,82 +35,93 @@ export interface PackOptions {
 }
 
 /**
- * Packs a tree as a deterministic tar.gz laid out like Python's `tarfile.add(dir, arcname=root)`:
- * the root folder, then each folder's children sorted by name, folders before their contents.
- * Fixed owner (0/0, no names), modes 0644/0755, the given mtime and a gzip header without time or name,
- * so the same tree always gives the same bytes on Node and on Deno — whether its files are in memory or streamed.
+ * Packs a tree as a tar.gz laid out like Python's `tarfile.add(dir, arcname=root)`: the root folder, then each
+ * folder's children sorted by name, folders before their contents. Fixed owner (0/0, no names), modes 0644/0755,
+ * the given mtime and a gzip header without time or name. Deflate is the platform's zlib at level 6 (what `gzip`
+ * and `tar czf` use), so the bytes depend only on the tree and on that zlib: every Node (20, 22, 24: one bundled
+ * zlib) gives the same bytes, Deno (another zlib) other bytes of the same tree. That is enough, because an archive's
+ * sha256 is recorded once, when it is packed, and the stored bytes are what is served; see `packTreeLegacy` for
+ * archives recorded before.
  */
 export async function packTree(opts: PackOptions): Promise<Uint8Array> {
-  return concat(await collect(packTreeStream(opts)));
+  if (opts.files.some((f) => !('data' in f))) return concat(await collect(packTreeStream(opts)));
+  // All in memory: one call, deflated on libuv's thread pool (on Node), leaving the event loop free meanwhile.
+  const tar = concat(await collect(tarStream(opts)));
+  return new Promise((resolve, reject) => gzip(tar, GZIP, (err, out) => (err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)))));
 }
 
 /**
  * `packTree`, chunk by chunk: memory stays bounded by deflate's window and a few read chunks, whatever the tree's
  * size. The next few streamed files start reading while one is compressed, so their latency (a disk's, a
- * thread pool's) hides behind deflate's work.
+ * thread pool's) hides behind deflate's work. Without flushes zlib's output does not depend on how its input was
+ * cut, so this gives `packTree`'s bytes.
  */
 export async function* packTreeStream(opts: PackOptions): AsyncGenerator<Uint8Array> {
+  const gz = createGzip(GZIP);
+  const feeding = pipeline(tarStream(opts), gz).catch(() => {}); // its errors surface below, through gz
+  try {
+    for await (const chunk of gz as AsyncIterable<Buffer>) yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  } finally {
+    gz.destroy();
+    await feeding;
+  }
+}
+
+/** gzip -6: zlib's defaults otherwise (32 KiB window, memLevel 8); larger output chunks than zlib's 16 KiB. */
+const GZIP = { level: 6, chunkSize: 64 * 1024 };
+
+/**
+ * The packer before issue 15: the same tar, deflated by fflate (pure JavaScript, so the same bytes on Node and
+ * Deno) in 256 KiB pieces. Kept only to check folders packed again against the sha256 recorded by it (a folder
+ * whose stored archive is gone, e.g. migrated before); nothing new is packed with it. 5x slower than zlib.
+ */
+export async function packTreeLegacy(opts: PackOptions): Promise<Uint8Array> {
+  const gzip = new DeterministicGzip();
+  const out: Uint8Array[] = [];
+  for await (const chunk of tarStream(opts)) {
+    gzip.write(chunk);
+    out.push(...gzip.take());
+  }
+  gzip.end();
+  out.push(...gzip.take());
+  return concat(out);
+}
+
+/** The uncompressed tar, entry by entry; streamed files are read as they come (a few ahead). */
+async function* tarStream(opts: PackOptions): AsyncGenerator<Uint8Array> {
   const mtime = Math.max(0, Math.floor(opts.mtime.getTime() / 1000)); // ustar has no room for times before 1970
   const entries = archiveOrder(opts);
   const ahead = readAhead(entries.map((e) => (e.file && !('data' in e.file) ? e.file : undefined)));
-  const gzip = new DeterministicGzip();
-  const pause = cooperative();
   try {
     for (const [i, entry] of entries.entries()) {
       if (!entry.file) {
-        gzip.write(tarHeader({ name: `${entry.name}/`, type: 'directory', size: 0, mode: 0o755, mtime }));
+        yield tarHeader({ name: `${entry.name}/`, type: 'directory', size: 0, mode: 0o755, mtime });
         continue;
       }
       const f = entry.file;
       const size = 'data' in f ? f.data.byteLength : f.size;
-      gzip.write(tarHeader({ name: entry.name, type: 'file', size, mode: 0o644, mtime }));
+      yield tarHeader({ name: entry.name, type: 'file', size, mode: 0o644, mtime });
       if ('data' in f) {
-        for (let at = 0; at < f.data.byteLength; at += PAUSE_EVERY_BYTES) {
-          gzip.write(f.data.subarray(at, at + PAUSE_EVERY_BYTES));
-          yield* gzip.take();
-          await pause();
-        }
+        if (size > 0) yield f.data;
       } else {
         let read = 0;
         for await (const chunk of ahead.chunks(i)) {
           read += chunk.byteLength;
           if (read > size) break;
-          gzip.write(chunk);
-          yield* gzip.take();
-          await pause();
+          // A reader may reuse its buffer once the next chunk is asked for; zlib's stream may not have read it yet.
+          yield chunk.slice();
         }
         if (read !== size) throw new Error(`[archive] ${JSON.stringify(f.path)} changed while being packed: ${size} bytes expected`);
       }
-      gzip.write(TAR_END.subarray(0, padding(size)));
-      yield* gzip.take();
+      if (padding(size) > 0) yield TAR_END.subarray(0, padding(size));
     }
   } finally {
     await ahead.close();
   }
-  gzip.write(TAR_END);
-  gzip.end();
-  yield* gzip.take();
+  yield TAR_END;
 }
 
 type Packable = TreeFile | StreamedFile;
-
-/** In-memory files are fed to deflate this much at a time, so a large one never holds the thread for long. */
-const PAUSE_EVERY_BYTES = 256 * 1024;
-
-/**
- * Deflate is synchronous JavaScript: a large pack would hold the event loop for seconds, and every other request
- * with it. This gives the loop a turn (a macrotask, so I/O and timers run) whenever the pack has had it for 10 ms.
- * The bytes do not depend on it.
- */
-function cooperative(sliceMs = 10): () => Promise<void> {
-  const immediate = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? ((f: () => void) => setTimeout(f, 0));
-  let since = performance.now();
-  return async () => {
-    if (performance.now() - since < sliceMs) return;
-    await new Promise<void>((resolve) => immediate(resolve));
-    since = performance.now();
-  };
-}
 
 /** The entries in Python's order (see `packTree`), after checking every path; a folder has no `file`. */
 function archiveOrder(opts: PackOptions): { name: string; file?: Packable }[] {

@@ -82,7 +82,9 @@ export class LocalGenerationStorage implements GenerationStorage {
     if (stored) await this.setAside(record, stored.byteLength);
     const onDisk = await this.local.read(ref, ['hierarchical']);
     if (!onDisk) return undefined;
-    const packed = await packGeneration(record.manifest, onDisk.files);
+    let packed = await packGeneration(record.manifest, onDisk.files);
+    // Recorded by the packer before issue 15 (fflate, the same on every runtime)?
+    if (packed.sha256 !== record.archiveSha256) packed = await packGeneration(record.manifest, onDisk.files, 'legacy');
     if (packed.sha256 !== record.archiveSha256) {
       // Removed while we read it (a delete): not a copy that failed its check, just no copy.
       if (!(await this.local.locate(ref, ['hierarchical']))) return undefined;
