@@ -93,7 +93,7 @@ export class LocalStore {
    */
   async stage(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<StagedWrite> {
     assertRef(ref);
-    return this.prepare(ref, archive, (dir) => writeGeneration(dir, manifest, files));
+    return this.prepare(ref, (dir, archivePath) => writeGeneration(dir, manifest, files, archivePath, archive));
   }
 
   /**
@@ -102,21 +102,27 @@ export class LocalStore {
    */
   async writeFilled(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<void> {
     assertRef(ref);
-    const staged = await this.prepare(ref, archive, fill);
+    // Not synced: this is how the cache is filled, and a cache entry is checked on every read (archive and
+    // files by sha256), so what an OS crash could leave of it costs only a refill.
+    const staged = await this.prepare(ref, async (dir, archivePath) => {
+      await fill(dir);
+      await writeFile(archivePath, archive);
+    });
     await staged.place();
   }
 
-  private async prepare(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<StagedWrite> {
+  /**
+   * `write(dir, archivePath)` must leave the generation's folder and archive there durable before it resolves: the
+   * caller commits the row once `place` returns, and an OS crash must not leave that row pointing at a truncated
+   * archive or an empty file.
+   */
+  private async prepare(ref: GenerationRef, write: (dir: string, archivePath: string) => Promise<void>): Promise<StagedWrite> {
     await this.assertProjectFolder(ref);
     const scratch = await this.scratchDir();
     const discard = () => rm(scratch, { recursive: true, force: true });
     const dir = join(scratch, 'generation');
     try {
-      await fill(dir);
-      await writeFile(join(scratch, 'archive.tar.gz'), archive);
-      // Durable before it is visible: the caller commits the row once `place` returns, and an OS crash must not
-      // leave that row pointing at a truncated archive or an empty file. Each file and folder is synced once.
-      await syncEach([{ path: join(scratch, 'archive.tar.gz'), dir: false }, ...(await treeOf(dir))]);
+      await write(dir, join(scratch, 'archive.tar.gz'));
     } catch (err) {
       await discard();
       throw err;
@@ -388,10 +394,15 @@ const NO_DIR_SYNC = new Set(['EISDIR', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EPERM
  * Flushes each file's bytes, or each folder's entries, to the disk (fsync), `SYNC_CONCURRENCY` at a time. Through
  * `node:fs/promises` `FileHandle.sync()`: Node and Deno alike (Deno fsyncs a folder opened read-only too).
  */
-async function syncEach(items: readonly { path: string; dir: boolean }[]): Promise<void> {
+function syncEach(items: readonly { path: string; dir: boolean }[]): Promise<void> {
+  return inPool(items, syncOne);
+}
+
+/** `fn` on every item, `SYNC_CONCURRENCY` at a time; the first failure is thrown once all have settled. */
+async function inPool<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
-    while (next < items.length) await syncOne(items[next++]!);
+    while (next < items.length) await fn(items[next++]!);
   };
   const settled = await Promise.allSettled(Array.from({ length: Math.min(SYNC_CONCURRENCY, items.length) }, worker));
   const failed = settled.find((r) => r.status === 'rejected');
@@ -411,18 +422,6 @@ async function syncOne({ path, dir }: { path: string; dir: boolean }): Promise<v
   }
 }
 
-/** Every folder (`dir` included) and regular file under `dir`, as `syncEach` takes them. */
-async function treeOf(dir: string): Promise<{ path: string; dir: boolean }[]> {
-  const out = [{ path: dir, dir: true }];
-  for (let i = 0; i < out.length; i++) {
-    if (!out[i]!.dir) continue;
-    for (const e of await readdir(out[i]!.path, { withFileTypes: true })) {
-      if (e.isDirectory() || e.isFile()) out.push({ path: join(out[i]!.path, e.name), dir: e.isDirectory() });
-    }
-  }
-  return out;
-}
-
 /**
  * The folders whose entries a write changed: `parent` (where the renames landed) and, when `mkdir` created folders
  * on the way to it (`created` is the first one it made), each of those folders' parents too.
@@ -435,21 +434,33 @@ function parentsToSync(parent: string, created: string | undefined): string[] {
   return out;
 }
 
-/** The folder CodebeGen writes: manifest.json, source/<files>, an empty artifacts/. */
-async function writeGeneration(dir: string, manifest: Manifest, files: readonly TreeFile[]): Promise<void> {
-  await mkdir(join(dir, 'artifacts'), { recursive: true });
-  await mkdir(join(dir, 'source'), { recursive: true });
-  await writeFile(join(dir, 'manifest.json'), encodeManifest(manifest));
-  const made = new Set<string>();
-  for (const f of files) {
-    const target = join(dir, 'source', normaliseRelativePath(f.path));
-    const parent = dirname(target);
-    if (!made.has(parent)) {
-      await mkdir(parent, { recursive: true });
-      made.add(parent);
+/**
+ * The folder CodebeGen writes — manifest.json, source/<files>, an empty artifacts/ — and the archive beside it,
+ * durable: each file written and flushed (fdatasync: its bytes and size) through one handle, `SYNC_CONCURRENCY` at
+ * a time so the filesystem shares journal commits, then each folder made synced (fsync: its entries).
+ */
+async function writeGeneration(dir: string, manifest: Manifest, files: readonly TreeFile[], archivePath: string, archive: Uint8Array): Promise<void> {
+  const writes = [
+    { path: archivePath, data: archive },
+    { path: join(dir, 'manifest.json'), data: encodeManifest(manifest) },
+    ...files.map((f) => ({ path: join(dir, 'source', normaliseRelativePath(f.path)), data: f.data })),
+  ];
+  const folders = new Set([dir, join(dir, 'artifacts'), join(dir, 'source')]);
+  for (const w of writes.slice(2)) for (let d = dirname(w.path); !folders.has(d); d = dirname(d)) folders.add(d);
+  // Level by level from the top, each level's folders made at once.
+  const levels: string[][] = [];
+  for (const d of folders) (levels[d.split('/').length] ??= []).push(d);
+  for (const level of levels) if (level) await Promise.all(level.map((d) => mkdir(d, { recursive: true })));
+  await inPool(writes, async ({ path, data }) => {
+    const handle = await open(path, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.datasync();
+    } finally {
+      await handle.close();
     }
-    await writeFile(target, f.data);
-  }
+  });
+  await syncEach([...folders].map((path) => ({ path, dir: true })));
 }
 
 /** Every regular file under `dir`, paths relative to it, sorted; symlinks and other specials are skipped. */
