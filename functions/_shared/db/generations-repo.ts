@@ -91,6 +91,12 @@ export async function projectVisible(tx: Tx, projectId: string): Promise<boolean
   return (await tx.query(`select 1 from public.projects where id = $1::uuid`, [projectId])).length > 0;
 }
 
+/** The project's owner as this role sees it (none if it does not exist or is hidden). */
+export async function projectOwner(tx: Tx, projectId: string): Promise<string | undefined> {
+  const rows = await tx.query<{ owner_id: string }>(`select owner_id::text from public.projects where id = $1::uuid`, [projectId]);
+  return rows[0]?.owner_id;
+}
+
 /**
  * The highest version the project ever had, deleted ones included (0 for none): versions are never reused, so the
  * next is this + 1. A trigger on generations insert moves it; hold `lockProject` from reading it to the insert.

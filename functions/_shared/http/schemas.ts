@@ -16,7 +16,7 @@ export const saveRequest = z
     version: z.int().min(1).max(MAX_VERSION).optional().describe("Defaults to the project's next version."),
     files: z.record(z.string(), z.string()).describe('Relative path -> UTF-8 content. Paths must be relative, without "..", "\\" or NUL.'),
     metadata: z.record(z.string(), z.unknown()).optional().describe('Free-form JSON object stored in manifest.json.'),
-    owner_id: uuid.optional().describe('Service role only: the user who owns the generation.'),
+    owner_id: uuid.optional().describe("Service role: the user who owns the generation; required for a project's first generation, optional after (the project's owner; another owner is a 409). A user may send only their own."),
   });
 
 export const listQuery = z.strictObject({

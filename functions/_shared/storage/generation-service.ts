@@ -117,6 +117,7 @@ export class GenerationService {
   private plan(principal: Principal, r: SaveRequest): Promise<Plan> {
     return this.as(principal, async (tx): Promise<Plan> => {
       await repo.lockProject(tx, r.projectId);
+      r.ownerId ??= await ownerOf(tx, r.projectId);
       const existing = await repo.findGeneration(tx, r.generationId);
       if (existing) {
         assertSameGeneration(existing, r);
@@ -185,7 +186,7 @@ export class GenerationService {
         const record = await repo.insertGeneration(tx, {
           id: r.generationId,
           projectId: r.projectId,
-          ownerId: r.ownerId,
+          ownerId: r.ownerId!,
           version: plan.version,
           fileCount: manifest.file_count,
           totalSizeBytes: manifest.total_size_bytes,
@@ -348,7 +349,8 @@ export class GenerationService {
 interface SaveRequest {
   projectId: string;
   generationId: string;
-  ownerId: string;
+  /** Unset only for a service-role save without owner_id, until step 1 sets it to the existing project's owner. */
+  ownerId?: string;
   version?: number;
   contentSha256: string;
 }
@@ -365,14 +367,19 @@ function assertSameGeneration(existing: GenerationRecord, r: SaveRequest): void 
   if (!same) throw new AppError(ErrorCode.GenerationConflict, 409, `generation ${r.generationId} already exists with other content`);
 }
 
+/** A service-role save without owner_id goes into an existing project as its owner's; a first generation needs one. */
+async function ownerOf(tx: Tx, projectId: string): Promise<string> {
+  const owner = await repo.projectOwner(tx, projectId);
+  if (owner === undefined) throw badRequest(`owner_id: required with the service role for a project's first generation (project ${projectId} does not exist yet)`);
+  return owner;
+}
+
 const concurrentSave = (id: string) =>
   new AppError(ErrorCode.StorageUnavailable, 503, `another save of generation ${id} was under way at the same time: send it again`);
 
-function resolveOwner(principal: Principal, ownerId: string | undefined): string {
-  if (principal.kind === 'service') {
-    if (!ownerId) throw badRequest('owner_id: required when saving with the service role');
-    return ownerId;
-  }
+/** The owner a save names; for the service role without owner_id, none yet: step 1 takes the project's (`ownerOf`). */
+function resolveOwner(principal: Principal, ownerId: string | undefined): string | undefined {
+  if (principal.kind === 'service') return ownerId;
   if (ownerId !== undefined && ownerId !== principal.userId) throw forbidden('owner_id: only the service role may save for another user');
   return principal.userId;
 }
