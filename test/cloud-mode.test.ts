@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
 import { loadConfig } from '../functions/_shared/config.ts';
 import { findGeneration } from '../functions/_shared/db/generations-repo.ts';
@@ -87,7 +87,8 @@ describe('cloud enabled', () => {
     expect(res.status).toBe(200);
     expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(g.sha256);
     expect(cloudGets()).toBe(before + 1);
-    expect(existsSync(join(ctx.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`, 'manifest.json'))).toBe(true);
+    // answered once the bytes matched; the cache fills alongside
+    await vi.waitFor(() => expect(existsSync(join(ctx.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`, 'manifest.json'))).toBe(true));
     // cached now: no second cloud read
     expect((await call(`/${g.generation_id}/download`, A)).status).toBe(200);
     expect(cloudGets()).toBe(before + 1);

@@ -401,7 +401,7 @@ describe('health, OpenAPI, CORS and unknown routes', () => {
   });
 
   it('answers other methods on known paths with 405 and Allow', async () => {
-    for (const [method, path, allow] of [['PUT', '', 'GET, POST'], ['PATCH', `/${randomUUID()}`, 'GET, DELETE'], ['POST', `/${randomUUID()}/download`, 'GET']] as const) {
+    for (const [method, path, allow] of [['PUT', '', 'GET, POST'], ['PUT', `/${randomUUID()}`, 'GET, PATCH, DELETE'], ['POST', `/${randomUUID()}/download`, 'GET']] as const) {
       const res = await req(path, { method, token: A });
       expect(res.status, `${method} ${path}`).toBe(405);
       expect(res.headers.get('allow')).toBe(allow);

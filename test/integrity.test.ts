@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { packGeneration } from '../functions/_shared/archive/generation-archive.ts';
 import { findGeneration, replaceArchive } from '../functions/_shared/db/generations-repo.ts';
 import { unpackLimitsFor } from '../functions/_shared/limits.ts';
@@ -205,7 +205,7 @@ describe('a folder-only generation deleted while it is read', () => {
 });
 
 describe('a cache on a full disk', () => {
-  it('costs only speed: the verified bytes are checked in memory and served; an archive the unpacker refuses is still refused', async () => {
+  it('costs only speed: the verified bytes are served; an archive the unpacker refuses (a tampered row) is served as recorded but never cached', async () => {
     const g = await save();
     rmSync(join(ctx.config.storagePath, g.project_id), { recursive: true, force: true });
     const record = (await ctx.db.asService((tx) => findGeneration(tx, g.generation_id)))!;
@@ -219,12 +219,20 @@ describe('a cache on a full disk', () => {
       unpackLimits: unpackLimitsFor(ctx.config.limits),
     });
     expect(sha256(await storage.archive(record))).toBe(g.sha256);
-    expect(ctx.log.lines.some((l) => l.msg === 'cache not filled (the disk failed); serving the verified bytes anyway' && l.generation_id === g.generation_id)).toBe(true);
-    // bytes that match their record but fail the unpacker (an entry climbing out of the root) are not served
+    await vi.waitFor(() => expect(ctx.log.lines.some((l) => l.msg === 'cache not filled (the disk failed)' && l.generation_id === g.generation_id)).toBe(true));
+    // Bytes that match their record are the archive that was saved, so they are served; should a row have been
+    // tampered with to match a hostile archive (an entry climbing out of the root), it is never unpacked into the cache.
     const hostile = rawTarGz(rawEntry({ name: `v1__${g.generation_id}/source/../../../x`, body: new TextEncoder().encode('x') }));
     writeFileSync(objectOf(g), hostile);
     await ctx.db.asService((tx) => tx.query('update generations set archive_sha256 = $2, archive_size_bytes = $3 where id = $1::uuid', [g.generation_id, sha256(hostile), hostile.byteLength]));
     const spoiled = (await ctx.db.asService((tx) => findGeneration(tx, g.generation_id)))!;
-    await expect(storage.archive(spoiled)).rejects.toMatchObject({ status: 422 });
+    const cached = new HybridGenerationStorage(new LocalGenerationStorage(ctx.local, ctx.log), new LocalStore(ctx.config.cachePath), ctx.cloud!, ctx.uploads!, ctx.log, {
+      cacheTtlMs: 3600_000,
+      unpackLimits: unpackLimitsFor(ctx.config.limits),
+    });
+    expect(sha256(await cached.archive(spoiled))).toBe(sha256(hostile));
+    await vi.waitFor(() => expect(ctx.log.lines.some((l) => l.msg === 'archive refused by the unpacker: not cached' && l.generation_id === g.generation_id)).toBe(true));
+    expect(existsSync(join(ctx.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`))).toBe(false);
+    expect(existsSync(join(ctx.config.cachePath, '..', 'x'))).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { appContext, JWT_SECRET, sampleFiles, serviceToken, userToken, type AppContext } from './helpers/context.ts';
 import { startStorageStandIn, type StandIn } from './storage-standin/server.ts';
 
@@ -57,7 +57,8 @@ describe('POST /storage-maintenance', () => {
       rmSync(dirOf(ctx.config.storagePath, g), { recursive: true });
       rmSync(`${dirOf(ctx.config.storagePath, g)}.tar.gz`);
       const res = await ctx.app.request(`http://storage.test/generations/${g.generation_id}/download`, { headers: { authorization: `Bearer ${S}` } });
-      expect(res.status).toBe(200); // pulled into the cache
+      expect(res.status).toBe(200);
+      await vi.waitFor(() => expect(existsSync(dirOf(ctx.config.cachePath, g))).toBe(true)); // pulled into the cache alongside
     }
     const twoDaysAgo = (Date.now() - 48 * 3600_000) / 1000;
     utimesSync(dirOf(ctx.config.cachePath, old), twoDaysAgo, twoDaysAgo);

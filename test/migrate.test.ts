@@ -142,6 +142,7 @@ describe('migrate() on PGlite', () => {
       'generations:DELETE',
       'generations:INSERT',
       'generations:SELECT',
+      'generations:UPDATE', // pinning only: users hold UPDATE on the `pinned` column and no other
       'projects:INSERT',
       'projects:SELECT',
     ]);
@@ -150,7 +151,7 @@ describe('migrate() on PGlite', () => {
       expect(roleList, p.policyname).toEqual(['authenticated']);
       const exprs = [p.qual, p.with_check].filter((e): e is string => e !== null);
       expect(exprs.length, p.policyname).toBeGreaterThan(0);
-      // SELECT/DELETE filter with USING; INSERT checks with WITH CHECK
+      // SELECT/DELETE/UPDATE filter with USING (an UPDATE policy's USING checks the new row too); INSERT checks with WITH CHECK
       if (p.cmd === 'INSERT') expect([p.qual, typeof p.with_check], p.policyname).toEqual([null, 'string']);
       else expect([typeof p.qual, p.with_check], p.policyname).toEqual(['string', null]);
       for (const e of exprs) {

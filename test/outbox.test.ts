@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import { createDatabase, type Database } from '../functions/_shared/db/database.ts';
 import { openPGlite } from '../functions/_shared/db/pglite-driver.ts';
 import { openPostgres } from '../functions/_shared/db/postgres-driver.ts';
@@ -111,7 +111,7 @@ describe('a 201 is committed in Postgres', () => {
     expect((await row(db, g.generation_id))!.upload_status).toBe('failed');
     expect(existsSync(join(b.config.storagePath, g.project_id))).toBe(false);
     expect(await download(b, g.generation_id)).toEqual({ status: 200, sha: g.sha256 });
-    expect(existsSync(join(b.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`, 'manifest.json'))).toBe(true);
+    await vi.waitFor(() => expect(existsSync(join(b.config.cachePath, g.project_id, 'generations', `v1__${g.generation_id}`, 'manifest.json'))).toBe(true));
   });
 
   it('uploads a save whose host lost its disk: another host drains it from the outbox, byte-identical', async () => {

@@ -39,7 +39,7 @@ describe('policies, in SQL', () => {
     expect(await asBob((tx) => tx.query('delete from generations where id = $1::uuid returning id', [aliceGen.id]))).toHaveLength(0);
     // users cannot delete projects at all (the API never does)
     expect(await pgCode(asBob((tx) => tx.query('delete from projects where id = $1::uuid returning id', [aliceGen.project])))).toBe('42501');
-    // users hold no UPDATE privilege at all: upload state is the service's to record
+    // users hold UPDATE on `pinned` alone (tested in retention.test.ts): upload state is the service's to record
     expect(await pgCode(asBob((tx) => tx.query(`update generations set upload_status = 'uploaded' where id = $1::uuid`, [aliceGen.id])))).toBe('42501');
     expect(await pgCode(asAlice((tx) => tx.query(`update generations set upload_status = 'uploaded' where id = $1::uuid`, [aliceGen.id])))).toBe('42501');
     expect(await asAlice((tx) => tx.query('select id from generations where id = $1::uuid', [aliceGen.id]))).toHaveLength(1);

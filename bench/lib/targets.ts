@@ -25,6 +25,12 @@ export const TARGETS: Readonly<Record<string, readonly Target[]>> = {
   migration: [{ figure: 'ratio', op: '>=', value: 4 }], // generations per second, --concurrency 8 vs 1
   // the edge's default MAX_GENERATION_BYTES (8 MiB) must fit one Edge Function's CPU and memory with margin
   'edge-save': [{ figure: 'largest_fitting_mb', op: '>=', value: 8 }],
+  // issue 16: a file listing, one cached file and a manifest diff cost about what GET /{id} costs
+  files: [
+    { figure: 'files_list_over_get_p50', op: '<=', value: 1.2 },
+    { figure: 'file_cached_over_get_p50', op: '<=', value: 1.2 },
+    { figure: 'diff_over_get_p50', op: '<=', value: 1.5 },
+  ],
 };
 
 /** Whether `value` meets the target. */

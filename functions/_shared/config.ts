@@ -27,6 +27,21 @@ const int = (fallback: number, min: number, max: number) =>
       return n;
     });
 
+/** A whole number, or undefined when unset or blank: for a feature that is off unless set (`unset` says what off means). */
+const optionalInt = (min: number, max: number, unset: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}, got "${v}" (leave it unset to ${unset})` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -101,6 +116,10 @@ const schema = z.object({
   AUTO_CLEANUP_ENABLED: bool(false),
   CLEANUP_INTERVAL_HOURS: int(6, 1, 24 * 30),
   MAX_CACHE_AGE_HOURS: int(24, 1, 24 * 365),
+  // Retention, applied by maintenance; off unless set. 0 is refused rather than guessed at (keep none? keep all?).
+  RETENTION_KEEP_LAST: optionalInt(1, 1_000_000, 'keep every generation'),
+  RETENTION_MAX_AGE_DAYS: optionalInt(1, 36_500, 'keep generations of any age'),
+  RETENTION_DRY_RUN: bool(false),
   DOWNLOAD_URL_TTL_SECONDS: int(3600, 1, 7 * 24 * 3600),
   MAX_FILES: int(5000, 1, 100_000),
   MAX_FILE_BYTES: int(10 * MiB, 1, 2 ** 31 - 1),
@@ -139,6 +158,12 @@ export type Config = {
   autoCleanupEnabled: boolean;
   cleanupIntervalHours: number;
   maxCacheAgeHours: number;
+  /**
+   * The operator's retention policy, applied by maintenance (never the newest generation of a project, never a pinned
+   * one): keep the newest `keepLast` per project, remove those older than `maxAgeDays`; each off when undefined.
+   * `dryRun`: report what would be removed, remove nothing.
+   */
+  retention: { keepLast?: number; maxAgeDays?: number; dryRun: boolean };
   downloadUrlTtlSeconds: number;
   limits: { maxFiles: number; maxFileBytes: number; maxGenerationBytes: number; maxRequestBytes: number; maxMetadataBytes: number; maxPathDepth: number; maxFolders: number };
   corsAllowedOrigins: string[];
@@ -217,6 +242,7 @@ export function loadConfig(env: Env): Config {
     autoCleanupEnabled: e.AUTO_CLEANUP_ENABLED,
     cleanupIntervalHours: e.CLEANUP_INTERVAL_HOURS,
     maxCacheAgeHours: e.MAX_CACHE_AGE_HOURS,
+    retention: { keepLast: e.RETENTION_KEEP_LAST, maxAgeDays: e.RETENTION_MAX_AGE_DAYS, dryRun: e.RETENTION_DRY_RUN },
     downloadUrlTtlSeconds: e.DOWNLOAD_URL_TTL_SECONDS,
     limits: {
       maxFiles: e.MAX_FILES,

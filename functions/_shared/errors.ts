@@ -14,6 +14,8 @@ export const ErrorCode = {
   NotFound: 'not_found',
   MethodNotAllowed: 'method_not_allowed',
   GenerationNotFound: 'generation_not_found',
+  /** A path that is not one of the generation's files. */
+  FileNotFound: 'file_not_found',
   ProjectNotFound: 'project_not_found',
   VersionConflict: 'version_conflict',
   GenerationConflict: 'generation_conflict',

@@ -8,6 +8,7 @@ import { createMaintenanceApp } from './http/maintenance-app.ts';
 import { runMaintenance } from './storage/maintenance.ts';
 import type { Logger } from './log.ts';
 import { Deletions } from './storage/deletions.ts';
+import { GenerationFiles } from './storage/generation-files.ts';
 import { GenerationService } from './storage/generation-service.ts';
 import { LocalStore } from './stores/local-store.ts';
 import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
@@ -66,6 +67,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
     log,
     now: opts.now && (() => new Date(opts.now!())),
   });
+  const files = new GenerationFiles({ service, storage });
   const health = async (): Promise<HealthReport> => {
     const dbOk = await db.asService((tx) => tx.query('select 1')).then(
       () => true,
@@ -92,6 +94,8 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
       deletions,
       cloud: cloud && uploads && { store: cloud, uploads, drainBudget: EDGE_DRAIN_BUDGET },
       maxCacheAgeHours: config.maxCacheAgeHours,
+      // Retention deletes go through the service, exactly as the API's DELETE.
+      retention: { policy: config.retention, generations: service },
       log,
       now: opts.now,
     });
@@ -99,6 +103,7 @@ export function buildApps(config: Config, db: Database, log: Logger, opts: Wirin
   const maintenanceApp = createMaintenanceApp({ authenticate, run: maintain, drain, log });
   const app = createGenerationsApp({
     service,
+    files,
     authenticate,
     downloads: createDownloadSigner(downloadKey({ downloadTokenSecret: config.auth.downloadTokenSecret, jwtSecret, serviceKey: config.supabase.serviceKey }), config.downloadUrlTtlSeconds, opts.now),
     health,

@@ -18,6 +18,16 @@ begin
 end
 $$;
 
+-- Supabase Realtime's publication, empty, as every Supabase project has it: migrations add tables to it (live
+-- upload status). Nothing reads it here; without a replication slot it costs nothing.
+do $$
+begin
+  if not exists (select 1 from pg_publication where pubname = 'supabase_realtime') then
+    create publication supabase_realtime;
+  end if;
+end
+$$;
+
 -- The connecting role switches to these per transaction, as PostgREST's authenticator does.
 grant anon, authenticated, service_role to current_user;
 

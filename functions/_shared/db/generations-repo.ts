@@ -21,13 +21,15 @@ export interface GenerationRecord {
   uploadAttempts: number;
   uploadError: string | null;
   uploadedAt: Date | null;
+  /** Kept by retention whatever its age or rank: the owner's to set (`setPinned`). */
+  pinned: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
 
 const COLUMNS = `id::text, project_id::text, owner_id::text, version, file_count, total_size_bytes::float8 as total_size_bytes,
   archive_size_bytes::float8 as archive_size_bytes, archive_sha256, content_sha256, manifest, storage_key, upload_status,
-  upload_attempts, upload_error, uploaded_at, created_at, updated_at`;
+  upload_attempts, upload_error, uploaded_at, pinned, created_at, updated_at`;
 
 type Row = {
   id: string;
@@ -45,6 +47,7 @@ type Row = {
   upload_attempts: number;
   upload_error: string | null;
   uploaded_at: Date | null;
+  pinned: boolean;
   created_at: Date;
   updated_at: Date;
 };
@@ -66,6 +69,7 @@ const toRecord = (r: Row): GenerationRecord => ({
   uploadAttempts: Number(r.upload_attempts),
   uploadError: r.upload_error,
   uploadedAt: r.uploaded_at,
+  pinned: r.pinned === true,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -125,7 +129,7 @@ export async function findGeneration(tx: Tx, id: string): Promise<GenerationReco
   return rows[0] && toRecord(rows[0]);
 }
 
-export type NewGeneration = Omit<GenerationRecord, 'uploadAttempts' | 'uploadError' | 'uploadedAt' | 'createdAt' | 'updatedAt'> & { createdAt: Date };
+export type NewGeneration = Omit<GenerationRecord, 'uploadAttempts' | 'uploadError' | 'uploadedAt' | 'pinned' | 'createdAt' | 'updatedAt'> & { createdAt: Date };
 
 export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<GenerationRecord> {
   const rows = await tx.query<Row>(
@@ -170,8 +174,26 @@ export async function listGenerations(tx: Tx, projectId: string, limit: number, 
   });
 }
 
-export async function deleteGeneration(tx: Tx, id: string): Promise<GenerationRecord | undefined> {
-  const rows = await tx.query<Row>(`delete from public.generations where id = $1::uuid returning ${COLUMNS}`, [id]);
+/**
+ * Deletes one row (RLS decides whose). `unlessKept`: only if it is neither pinned nor its project's newest, checked in
+ * the deleting statement itself, so a pin committed meanwhile wins over retention.
+ */
+export async function deleteGeneration(tx: Tx, id: string, opts: { unlessKept?: boolean } = {}): Promise<GenerationRecord | undefined> {
+  const rows = await tx.query<Row>(
+    `delete from public.generations g where g.id = $1::uuid
+       and (not $2::bool or (not g.pinned and exists (select 1 from public.generations n where n.project_id = g.project_id and n.version > g.version)))
+     returning ${COLUMNS}`,
+    [id, opts.unlessKept === true],
+  );
+  return rows[0] && toRecord(rows[0]);
+}
+
+/**
+ * Sets `pinned` (users: on their own rows only, through RLS and a grant of that one column); the row when it changed,
+ * undefined when it already had that value or is not visible.
+ */
+export async function setPinned(tx: Tx, id: string, pinned: boolean): Promise<GenerationRecord | undefined> {
+  const rows = await tx.query<Row>(`update public.generations set pinned = $2::bool where id = $1::uuid and pinned <> $2::bool returning ${COLUMNS}`, [id, pinned]);
   return rows[0] && toRecord(rows[0]);
 }
 

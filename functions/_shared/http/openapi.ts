@@ -1,11 +1,16 @@
 import { z } from 'zod';
-import { errorBody, generationBody, healthBody, listBody, saveRequest } from './schemas.ts';
+import { diffBody, errorBody, fileListBody, generationBody, healthBody, listBody, pinRequest, restoredBody, restoreRequest, saveRequest } from './schemas.ts';
 
 /** Named schemas, listed once under components and referenced from the paths. */
 const named = {
   SaveGenerationRequest: [saveRequest, 'input'],
   Generation: [generationBody, 'output'],
   GenerationList: [listBody, 'output'],
+  PinRequest: [pinRequest, 'input'],
+  RestoreRequest: [restoreRequest, 'input'],
+  RestoredGeneration: [restoredBody, 'output'],
+  FileList: [fileListBody, 'output'],
+  Diff: [diffBody, 'output'],
   Health: [healthBody, 'output'],
   Error: [errorBody, 'output'],
 } as const satisfies Record<string, readonly [z.ZodType, 'input' | 'output']>;
@@ -27,7 +32,11 @@ const secured = [{ bearerAuth: [] }];
 export function buildOpenApi(serverUrl: string) {
   return {
     openapi: '3.1.0',
-    info: { title: 'codebegen-storage: generations', version: '1.0.0', description: 'Save, list, read, download and delete CodebeGen generations.' },
+    info: {
+      title: 'codebegen-storage: generations',
+      version: '1.1.0',
+      description: 'Save, list, read, pin, download (tar.gz or zip), restore and delete CodebeGen generations; list and read their files one by one; diff two versions.',
+    },
     servers: [{ url: serverUrl }],
     components: { schemas: components(), securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     paths: {
@@ -65,6 +74,20 @@ export function buildOpenApi(serverUrl: string) {
           parameters: [idParam],
           responses: { 200: { description: 'The generation', content: json('Generation') }, 400: error('Bad id'), 401: error('No token'), 404: error('Not found (or not yours)') },
         },
+        patch: {
+          summary: 'Pin or unpin a generation (pinned ones are never removed by the retention policy)',
+          security: secured,
+          parameters: [idParam],
+          requestBody: { required: true, content: json('PinRequest') },
+          responses: {
+            200: { description: 'The generation, with fresh URLs', content: json('Generation') },
+            400: error('Bad id, or a body other than exactly {"pinned": true|false}'),
+            401: error('No token'),
+            404: error('Not found (or not yours)'),
+            413: error('Body over 4 KiB'),
+            415: error('Not application/json'),
+          },
+        },
         delete: {
           summary: 'Delete a generation: files and record',
           security: secured,
@@ -74,12 +97,91 @@ export function buildOpenApi(serverUrl: string) {
       },
       '/{id}/download': {
         get: {
-          summary: 'The tar.gz; authorised by the signed token of download_url, or a bearer token',
-          parameters: [idParam, { name: 'token', in: 'query', schema: { type: 'string' } }],
+          summary: 'The archive, tar.gz or zip; authorised by the signed token of download_url / zip_url, or a bearer token',
+          parameters: [
+            idParam,
+            { name: 'token', in: 'query', schema: { type: 'string' }, description: 'The signed token of download_url or zip_url (either works for either format)' },
+            { name: 'format', in: 'query', schema: { type: 'string', enum: ['tar.gz', 'zip'], default: 'tar.gz' } },
+          ],
           responses: {
-            200: { description: 'application/gzip, with Content-Disposition and X-Checksum-Sha256', content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } } },
+            200: {
+              description:
+                'tar.gz: application/gzip with Content-Length, X-Checksum-Sha256 and ETag (its sha256). zip: application/zip, streamed, the same root folder and files, the same bytes every time, weak ETag. Both with Content-Disposition.',
+              content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } }, 'application/zip': { schema: { type: 'string', format: 'binary' } } },
+            },
+            304: { description: 'If-None-Match named its ETag' },
+            400: error('Bad id or format'),
             401: error('Expired, tampered or missing token'),
             404: error('Not found (or not yours)'),
+          },
+        },
+      },
+      '/{id}/files': {
+        get: {
+          summary: "A generation's files: path, size, sha256 and media type of each, from its manifest (no archive is read)",
+          security: secured,
+          parameters: [idParam],
+          responses: { 200: { description: 'Every file, sorted by path', content: json('FileList') }, 400: error('Bad id'), 401: error('No token'), 404: error('Not found (or not yours)') },
+        },
+      },
+      '/{id}/files/{path}': {
+        get: {
+          summary: "One file's bytes, from whichever copy holds the generation, checked against its manifest's sha256",
+          security: secured,
+          parameters: [
+            idParam,
+            {
+              name: 'path',
+              in: 'path',
+              required: true,
+              schema: { type: 'string' },
+              description: 'The file path as listed, slashes kept (app/main.py) or percent-encoded (app%2Fmain.py); each segment percent-decoded once',
+            },
+            { name: 'if-none-match', in: 'header', schema: { type: 'string' }, description: 'The ETag of an earlier answer: 304 if the file is the same' },
+          ],
+          responses: {
+            200: {
+              description: 'The bytes, with a Content-Type by file name (text types with charset=utf-8), ETag = "<sha256>", Content-Length, X-Checksum-Sha256',
+              content: { '*/*': { schema: { type: 'string', format: 'binary' } } },
+            },
+            304: { description: 'If-None-Match named its ETag' },
+            400: error('Bad id, or a path that could not name a file (.., NUL, \\, absolute, bad percent-encoding): invalid_path'),
+            401: error('No token'),
+            404: error('Generation not found (or not yours): generation_not_found; no such file in it: file_not_found'),
+          },
+        },
+      },
+      '/{id}/diff': {
+        get: {
+          summary: 'What changed from generation `against` to {id} (two generations of one project), from their manifests; patch=true adds unified diffs',
+          security: secured,
+          parameters: [
+            idParam,
+            { name: 'against', in: 'query', required: true, schema: { type: 'string', format: 'uuid' }, description: 'The older side' },
+            { name: 'patch', in: 'query', schema: { type: 'string', enum: ['true', 'false'], default: 'false' } },
+          ],
+          responses: {
+            200: { description: 'added, removed, modified, unchanged_count (and patches)', content: json('Diff') },
+            400: error('Bad id or query, or generations of different projects'),
+            401: error('No token'),
+            404: error('Either generation not found (or not yours)'),
+          },
+        },
+      },
+      '/{id}/restore': {
+        post: {
+          summary: "Restore (fork) a generation as its project's next version: same files and metadata plus restored_from; the source is untouched",
+          security: secured,
+          parameters: [idParam],
+          requestBody: { required: false, content: json('RestoreRequest') },
+          responses: {
+            201: { description: 'The new generation (or, for a generation_id sent again, the same one: header Idempotent-Replayed: true)', content: json('RestoredGeneration') },
+            400: error('Bad id or body'),
+            401: error('No token'),
+            404: error('Not found (or not yours)'),
+            409: error('generation_id taken, or used for other content'),
+            413: error('Over the size limits'),
+            415: error('A body that is not application/json'),
           },
         },
       },

@@ -31,6 +31,11 @@ export const listQuery = z.strictObject({
   cursor: z.string().max(64).optional(),
 });
 
+/** PATCH /{id}: exactly one field. */
+export const pinRequest = z.strictObject({
+  pinned: z.boolean().describe('Pinned generations are never removed by the retention policy.'),
+});
+
 export const uploadStatus = z.enum(['local', 'pending', 'uploaded', 'failed', 'lost']);
 
 export const generationBody = z
@@ -43,7 +48,9 @@ export const generationBody = z
     sha256: z.string().describe('sha256 of the exact tar.gz bytes the download serves'),
     archive_size_bytes: z.int(),
     created_at: z.string(),
-    download_url: z.string().describe('Signed; expires after expires_in seconds'),
+    pinned: z.boolean().describe('Kept by the retention policy whatever its age (PATCH /{id} sets it)'),
+    download_url: z.string().describe('The tar.gz. Signed; expires after expires_in seconds'),
+    zip_url: z.string().describe('The same generation as a zip (GET /{id}/download?format=zip), signed the same way'),
     expires_in: z.int(),
     storage: z.object({
       local_path: z.string().describe('Relative to STORAGE_PATH'),
@@ -54,10 +61,62 @@ export const generationBody = z
   });
 
 export const generationSummary = generationBody
-  .omit({ download_url: true, expires_in: true });
+  .omit({ download_url: true, zip_url: true, expires_in: true });
 
 export const listBody = z
   .object({ items: z.array(generationSummary), next_cursor: z.string().nullable() });
+
+/** POST /{id}/restore: an optional body. */
+export const restoreRequest = z.strictObject({
+  generation_id: uuid.optional().describe("The new generation's id; generated when absent. Sending the same one again is idempotent, like a save."),
+});
+
+export const restoredBody = generationBody.extend({
+  restored_from: z.object({ generation_id: z.string(), version: z.int() }).describe('Also recorded in the new generation\'s metadata'),
+});
+
+const fileDigestBody = z.object({
+  size_bytes: z.int(),
+  sha256: z.string().describe("sha256 of the file's bytes; its ETag"),
+});
+
+export const fileListBody = z.object({
+  generation_id: z.string(),
+  project_id: z.string(),
+  version: z.int(),
+  file_count: z.int(),
+  total_size_bytes: z.int(),
+  files: z.array(
+    fileDigestBody.extend({
+      path: z.string().describe('Relative to the source folder; GET /{id}/files/{path} serves it'),
+      media_type: z.string().describe('By file name; text types are served with charset=utf-8'),
+    }),
+  ),
+});
+
+export const diffQuery = z.strictObject({
+  against: uuid.describe('The older side: what {id} is compared with (a generation of the same project)'),
+  patch: z.enum(['true', 'false']).optional().describe('Add unified diffs of the changed text files'),
+});
+
+export const patchOmitted = z.enum(['binary', 'file_too_large', 'patch_too_large', 'total_patch_limit', 'too_complex']);
+
+const patchFields = {
+  patch: z.string().optional().describe('Unified diff (patch=true), ---/+++ a/ and b/ paths, /dev/null for a missing side'),
+  patch_omitted: patchOmitted.optional().describe('patch=true, and no patch for this file: why'),
+};
+
+export const diffBody = z.object({
+  generation_id: z.string(),
+  project_id: z.string(),
+  version: z.int(),
+  against: z.object({ generation_id: z.string(), version: z.int() }),
+  added: z.array(fileDigestBody.extend({ path: z.string(), ...patchFields })),
+  removed: z.array(fileDigestBody.extend({ path: z.string(), ...patchFields })),
+  modified: z.array(z.object({ path: z.string(), from: fileDigestBody, to: fileDigestBody, ...patchFields })),
+  unchanged_count: z.int(),
+  patch_bytes: z.int().optional().describe('patch=true: the size of every patch in this answer'),
+});
 
 export const errorBody = z
   .object({ error: z.object({ code: z.string(), message: z.string() }) });

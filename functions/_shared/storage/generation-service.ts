@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { packGeneration, storageKey, type GenerationRef, type PackedArchive } from '../archive/generation-archive.ts';
 import type { Deletions } from './deletions.ts';
-import { refOf, type GenerationStorage } from './generation-storage.ts';
+import { recordedArchiveLimits, refOf, type GenerationStorage } from './generation-storage.ts';
 import { buildManifest, canonicalJson, contentDigest, encodeManifest, fileDigests, type Manifest } from '../archive/manifest.ts';
+import { readSourceFiles } from '../archive/source-files.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import type { Principal } from '../auth/principal.ts';
 import { asServiceWithin, type Database, type Tx } from '../db/database.ts';
@@ -20,8 +21,8 @@ export interface SaveInput {
   projectId: string;
   generationId?: string;
   version?: number;
-  /** Relative path -> UTF-8 content. */
-  files: Record<string, string>;
+  /** Relative path -> UTF-8 content (from the API), or exact bytes (a restore copies them as they are). */
+  files: Record<string, string | Uint8Array>;
   metadata?: Record<string, unknown>;
   /** Service role only: whom the generation belongs to. */
   ownerId?: string;
@@ -315,9 +316,10 @@ export class GenerationService {
    * is gone for its owner at once; then its copies are removed, and what cannot be removed now is retried later
    * (the drain, maintenance). A delete cannot half-happen.
    */
-  async delete(principal: Principal, generationId: string): Promise<void> {
+  async delete(principal: Principal, generationId: string, opts: { unlessKept?: boolean } = {}): Promise<void> {
     const record = await this.as(principal, async (tx) => {
-      const deleted = await repo.deleteGeneration(tx, generationId);
+      // `unlessKept` (retention): a generation pinned, or become its project's newest, since it was chosen stays.
+      const deleted = await repo.deleteGeneration(tx, generationId, opts);
       if (!deleted) throw generationNotFound();
       return deleted;
     });
@@ -325,7 +327,46 @@ export class GenerationService {
     await this.deps.deletions.afterDelete(record.id);
   }
 
-  private toTreeFiles(input: Record<string, string>): TreeFile[] {
+  /**
+   * Pins or unpins as the principal: RLS decides whose row (users may write `pinned` and no other column). Answers
+   * the row; setting the value it already has changes nothing. Not found or not theirs: the same 404 as `get`.
+   */
+  async setPinned(principal: Principal, generationId: string, pinned: boolean): Promise<GenerationRecord> {
+    const { record, changed } = await this.as(principal, async (tx) => {
+      const updated = await repo.setPinned(tx, generationId, pinned);
+      return { record: updated ?? (await repo.findGeneration(tx, generationId)), changed: updated !== undefined };
+    });
+    if (!record) throw generationNotFound();
+    if (changed) this.deps.log.info(pinned ? 'generation pinned' : 'generation unpinned', { generation_id: record.id, project_id: record.projectId, version: record.version });
+    return record;
+  }
+
+  /**
+   * Restores (forks) a generation as its project's next version: the same files and metadata, plus
+   * `restored_from: { generation_id, version }`, saved through `save` — so limits, ownership, uploads and the
+   * idempotency of `generationId` are exactly a save's. The source is read as the principal (RLS: another user's is
+   * a 404) and never changed.
+   * Not a copy of the bucket's object: the archive's root folder is `v{version}__{generation_id}/` and its
+   * manifest.json names both, so the new generation's archive has other bytes; it is packed again from the
+   * source's files, verified by the source's archive sha256 on the way.
+   */
+  async restoreVersion(principal: Principal, sourceId: string, opts: { generationId?: string } = {}): Promise<SaveResult & { source: GenerationRecord }> {
+    const { record: source, bytes } = await this.archive(principal, sourceId);
+    // Read within what the source's own row records; the save below then holds the copy to today's limits.
+    const files = await readSourceFiles([bytes], refOf(source), recordedArchiveLimits(source));
+    const result = await this.save(principal, {
+      projectId: source.projectId,
+      generationId: opts.generationId,
+      // fromEntries, not assignment: a "__proto__" path stays a file.
+      files: Object.fromEntries(files.map((f) => [f.path, f.data])),
+      metadata: { ...source.manifest.metadata, restored_from: { generation_id: source.id, version: source.version } },
+      ownerId: principal.kind === 'service' ? source.ownerId : undefined,
+    });
+    if (result.created) this.deps.log.info('generation restored', { generation_id: result.record.id, project_id: source.projectId, version: result.record.version, restored_from: source.id });
+    return { ...result, source };
+  }
+
+  private toTreeFiles(input: Record<string, string | Uint8Array>): TreeFile[] {
     const { maxFiles, maxFileBytes, maxGenerationBytes } = this.deps.limits;
     const paths = Object.keys(input);
     if (paths.length === 0) throw badRequest('files: must contain at least one file');
@@ -335,8 +376,9 @@ export class GenerationService {
     let total = 0;
     return paths.map((p, i) => {
       // UTF-8 cannot carry an unpaired surrogate: it would be stored as U+FFFD, not as sent.
-      if (hasLoneSurrogate(input[p]!)) throw badRequest(`files[${JSON.stringify(p)}]: content is not valid Unicode (unpaired surrogate)`);
-      const data = enc.encode(input[p]!);
+      const content = input[p]!;
+      if (typeof content === 'string' && hasLoneSurrogate(content)) throw badRequest(`files[${JSON.stringify(p)}]: content is not valid Unicode (unpaired surrogate)`);
+      const data = typeof content === 'string' ? enc.encode(content) : content;
       if (data.byteLength > maxFileBytes) throw tooLarge(`files[${JSON.stringify(p)}]: ${data.byteLength} bytes, the limit is ${maxFileBytes}`);
       total += data.byteLength;
       if (total > maxGenerationBytes) throw tooLarge(`files: over ${maxGenerationBytes} bytes in all`);

@@ -2,12 +2,15 @@ import type { GenerationRef } from '../archive/generation-archive.ts';
 import { mkdir, rename } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { generationDirName, packGeneration } from '../archive/generation-archive.ts';
-import { sha256Hex } from '../archive/manifest.ts';
+import { encodeManifest, sha256Hex, type FileDigest } from '../archive/manifest.ts';
+import { readSourceFiles } from '../archive/source-files.ts';
+import type { UnpackLimits } from '../archive/tar-gz.ts';
 import type { Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import { AppError, ErrorCode, internal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalStore } from '../stores/local-store.ts';
+import { readVerifiedSourceFile } from '../stores/source-file.ts';
 
 /**
  * Where a generation's bytes live once its row is committed. One implementation per mode, composed rather than
@@ -32,6 +35,12 @@ export interface GenerationStorage {
   saved(record: GenerationRecord, staged: boolean): void;
   /** The archive's exact bytes, the ones `archive_sha256` names. */
   archive(record: GenerationRecord): Promise<Uint8Array>;
+  /**
+   * One source file's exact bytes (those `expected` records) from the nearest copy that holds them: the local
+   * folder; else (cloud on) a fresh cache entry; else the archive — fetched once for all concurrent readers, and
+   * cached — read for that file. Undefined when the generation has no such file.
+   */
+  sourceFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined>;
   /** A direct download URL from the cloud, or undefined when the caller should use our own signed URL. */
   cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined>;
   /**
@@ -45,6 +54,27 @@ export interface GenerationStorage {
 export const QUARANTINE = '.codebegen-quarantine';
 
 export const refOf = (r: GenerationRecord): GenerationRef => ({ projectId: r.projectId, generationId: r.id, version: r.version });
+
+/**
+ * Unpack limits for an archive already proven to be the recorded one (by sha256): what its own row says it holds,
+ * with room to spare, so a generation saved under larger limits than today's still reads.
+ */
+export function recordedArchiveLimits(r: GenerationRecord): UnpackLimits {
+  // The archive's manifest.json may carry what the row's does not (file_details the Python service never wrote).
+  const manifest = encodeManifest(r.manifest).byteLength + r.fileCount * 2048 + 65_536;
+  const folders = new Set(r.manifest.files.flatMap((p) => p.split('/').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('/')))).size;
+  return { maxEntries: 2 * (r.fileCount + folders) + 16, maxFileBytes: r.totalSizeBytes + manifest, maxTotalBytes: r.totalSizeBytes + manifest };
+}
+
+/** One source file of the recorded archive `bytes`, checked against what the manifest records of it. */
+export async function sourceFileOf(record: GenerationRecord, bytes: Uint8Array, expected: FileDigest): Promise<Uint8Array | undefined> {
+  const [file] = await readSourceFiles([bytes], refOf(record), recordedArchiveLimits(record), new Set([expected.path]));
+  if (!file) return undefined;
+  if (file.data.byteLength !== expected.size || sha256Hex(file.data) !== expected.sha256) {
+    throw internal(`file ${JSON.stringify(expected.path)} of generation ${record.id} does not match its manifest`);
+  }
+  return file.data;
+}
 
 /** Cloud off: the local disk is the only copy. */
 export class LocalGenerationStorage implements GenerationStorage {
@@ -67,6 +97,15 @@ export class LocalGenerationStorage implements GenerationStorage {
     const bytes = await this.localArchive(record);
     if (!bytes) throw new AppError(ErrorCode.StorageUnavailable, 503, 'generation files are not available on this server');
     return bytes;
+  }
+
+  async sourceFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined> {
+    return (await this.folderFile(record, expected)) ?? sourceFileOf(record, await this.archive(record), expected);
+  }
+
+  /** The file from this host's folder of the generation, if it holds exactly the recorded bytes. */
+  folderFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined> {
+    return readVerifiedSourceFile(this.local, refOf(record), expected);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
-import { sha256Hex } from '../archive/manifest.ts';
-import { unpackStream, type UnpackLimits } from '../archive/tar-gz.ts';
+import { sha256Hex, type FileDigest } from '../archive/manifest.ts';
+import type { UnpackLimits } from '../archive/tar-gz.ts';
 import { asServiceWithin, type Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import * as outbox from '../db/outbox-repo.ts';
@@ -8,15 +8,18 @@ import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalStore } from '../stores/local-store.ts';
-import { refOf, type GenerationStorage, type LocalGenerationStorage } from './generation-storage.ts';
+import { readVerifiedSourceFile } from '../stores/source-file.ts';
+import { refOf, sourceFileOf, type GenerationStorage, type LocalGenerationStorage } from './generation-storage.ts';
 import type { UploadQueue } from './upload-queue.ts';
 
 /** The disk's own failures, which no archive can cause: its bytes are then checked without being written. */
 const DISK_TROUBLE = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
 
-const drain = async (chunks: AsyncIterable<Uint8Array>) => {
-  for await (const _ of chunks);
-};
+/** A fetch of one generation's bytes, shared by every concurrent reader: the verified bytes, then the cache fill (never fails). */
+interface PendingRead {
+  bytes: Promise<Uint8Array>;
+  filled: Promise<void>;
+}
 
 export interface HybridOptions {
   /** How long a generation pulled back from the cloud stays fresh in the cache. */
@@ -34,7 +37,7 @@ export interface HybridOptions {
  */
 export class HybridGenerationStorage implements GenerationStorage {
   readonly cloudEnabled = true;
-  private readonly reads = new Map<string, Promise<Uint8Array>>();
+  private readonly reads = new Map<string, PendingRead>();
   private readonly now: () => number;
 
   constructor(
@@ -69,27 +72,62 @@ export class HybridGenerationStorage implements GenerationStorage {
     // A local folder that no longer packs to the recorded bytes is passed over: the cache or the bucket has them.
     const local = await this.local.verifiedLocalArchive(record);
     if (local) return local;
-    // One read of these exact bytes at a time: a reader arriving while a fetch is under way joins it, and one
-    // arriving after finds the cache filled (the entry goes only once the cache is written). Keyed by id and
-    // sha256, so a generation deleted and saved again under its id never joins the old one's read.
-    const key = `${record.id}:${record.archiveSha256}`;
-    let pending = this.reads.get(key);
-    if (!pending) {
-      pending = this.cachedOrRemote(record).finally(() => this.reads.delete(key));
-      this.reads.set(key, pending);
-    }
-    return pending;
+    return this.read(record).bytes;
   }
 
-  private async cachedOrRemote(record: GenerationRecord): Promise<Uint8Array> {
+  /**
+   * One read of these exact bytes at a time: a reader arriving while a fetch is under way joins it, and one
+   * arriving after finds the cache filled. Bytes from the outbox or the bucket are answered as soon as they match
+   * the recorded sha256 (they are then the archive that was saved) while the cache fills beside; the entry goes
+   * only once the fill ends, so readers arriving meanwhile share this fetch too. Keyed by id and sha256, so a
+   * generation deleted and saved again under its id never joins the old one's read.
+   */
+  private read(record: GenerationRecord): PendingRead {
+    const key = `${record.id}:${record.archiveSha256}`;
+    let entry = this.reads.get(key);
+    if (!entry) {
+      const read = this.cachedOrRemote(record);
+      entry = { bytes: read.then((r) => r.bytes), filled: read.then((r) => r.filled, () => {}) };
+      this.reads.set(key, entry);
+      void entry.filled.finally(() => this.reads.delete(key));
+    }
+    return entry;
+  }
+
+  /**
+   * Local folder, then a fresh cache entry; else the archive (one fetch for every concurrent reader), and the file
+   * from the cache it fills — or from the bytes themselves when they came from the local archive or the cache
+   * could not be written. Waiting for the fill means 50 readers of one cold generation unpack it once, not 50 times.
+   */
+  async sourceFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined> {
+    const near = (await this.local.folderFile(record, expected)) ?? (await this.cachedFile(record, expected));
+    if (near) return near;
+    const local = await this.local.verifiedLocalArchive(record);
+    if (local) return sourceFileOf(record, local, expected);
+    const { bytes, filled } = this.read(record);
+    const archive = await bytes;
+    await filled;
+    return (await this.cachedFile(record, expected)) ?? sourceFileOf(record, archive, expected);
+  }
+
+  private async cachedFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined> {
+    const ref = refOf(record);
+    const at = await this.cache.writtenAt(ref);
+    if (!at || this.now() - at.getTime() > this.opts.cacheTtlMs) return undefined;
+    return readVerifiedSourceFile(this.cache, ref, expected);
+  }
+
+  /** The verified bytes, and the cache fill they started (settled: it never fails). */
+  private async cachedOrRemote(record: GenerationRecord): Promise<{ bytes: Uint8Array; filled?: Promise<void> }> {
     const cached = await this.fromCache(record);
-    if (cached) return cached;
+    if (cached) return { bytes: cached };
     if (record.uploadStatus !== 'uploaded') {
-      const staged = await this.fromOutbox(record);
-      if (staged) return staged;
+      const staged = await this.uploads.stagedArchive(record);
+      if (staged) return { bytes: staged, filled: this.fillCache(record, staged) };
     }
     try {
-      return await this.fromCloud(record);
+      const bytes = await this.fromCloud(record);
+      return { bytes, filled: this.fillCache(record, bytes) };
     } catch (err) {
       // Not uploaded and not in the bucket either: say what is true, not "not found".
       if (record.uploadStatus !== 'uploaded' && err instanceof AppError && err.code === ErrorCode.CloudNotFound) {
@@ -97,12 +135,6 @@ export class HybridGenerationStorage implements GenerationStorage {
       }
       throw err;
     }
-  }
-
-  private async fromOutbox(record: GenerationRecord): Promise<Uint8Array | undefined> {
-    const staged = await this.uploads.stagedArchive(record);
-    if (staged) await this.fillCache(record, staged);
-    return staged;
   }
 
   async cloudUrl(record: GenerationRecord, expiresInSeconds: number): Promise<string | undefined> {
@@ -138,26 +170,22 @@ export class HybridGenerationStorage implements GenerationStorage {
       this.log.error('cloud copy does not match its record; not cached', { generation_id: record.id, key: record.storageKey, bytes: bytes.byteLength });
       throw new AppError(ErrorCode.CloudCorrupt, 502, 'the cloud copy of this generation failed its integrity check');
     }
-    await this.fillCache(record, bytes);
-    this.log.info('generation pulled from the cloud into the cache', { generation_id: record.id, bytes: bytes.byteLength, ms: this.now() - started });
+    this.log.info('generation pulled from the cloud', { generation_id: record.id, bytes: bytes.byteLength, ms: this.now() - started });
     return bytes;
   }
 
   /**
-   * Unpacked straight into the cache's scratch folder, checked on the way (the files are never all in memory): an
-   * archive the unpacker refuses is never served. A cache that cannot be written (a full disk) costs only speed:
-   * the verified bytes are served anyway.
+   * Unpacked straight into the cache's scratch folder, checked on the way (the files are never all in memory).
+   * Never fails: a cache that cannot be written (a full disk) costs only speed, and an archive the unpacker refuses
+   * (its bytes match the record, so only a tampered row could hold one) is logged and never cached.
    */
   private async fillCache(record: GenerationRecord, bytes: Uint8Array): Promise<void> {
     const ref = refOf(record);
     try {
       await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
     } catch (err) {
-      // A full or failing disk costs only speed: the archive is checked by the unpacker in memory instead (its
-      // files read and dropped), and served. Anything else is the archive failing the unpacker: never served.
-      if (!DISK_TROUBLE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-      await unpackStream([bytes], this.opts.unpackLimits, { folder: () => {}, file: async (_p, _s, chunks) => void (await drain(chunks)) });
-      this.log.warn('cache not filled (the disk failed); serving the verified bytes anyway', { generation_id: record.id, error: err });
+      if (DISK_TROUBLE.has((err as NodeJS.ErrnoException).code ?? '')) this.log.warn('cache not filled (the disk failed)', { generation_id: record.id, error: err });
+      else this.log.error('archive refused by the unpacker: not cached', { generation_id: record.id, error: err });
     }
   }
 }

@@ -5,6 +5,7 @@ import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalStore } from '../stores/local-store.ts';
 import type { Backlog } from '../db/outbox-repo.ts';
 import type { DeletionReport, Deletions } from './deletions.ts';
+import { applyRetention, retentionEnabled, type RetentionDeps, type RetentionReport } from './retention.ts';
 import type { DrainBudget, UploadQueue } from './upload-queue.ts';
 
 /** An object with no row is removed once it is this old: older than any upload whose row is still being written. */
@@ -19,6 +20,8 @@ export interface MaintenanceDeps {
   /** Present with cloud storage on. */
   cloud?: { store: CloudStore; uploads: UploadQueue; drainBudget: DrainBudget };
   maxCacheAgeHours: number;
+  /** The operator's retention policy (RETENTION_*), and the deletes it goes through; absent or with no rule: off. */
+  retention?: Pick<RetentionDeps, 'policy' | 'generations' | 'limit'>;
   log: Logger;
   now?: () => number;
 }
@@ -39,13 +42,16 @@ export interface MaintenanceReport {
    * uploaded whose object is missing (reported: a replay of the save restores it).
    */
   orphans: { objects_without_rows: string[]; removed_objects: number; rows_without_objects: string[] } | null;
+  /** What the retention policy removed (or, dry run, would remove); null when no policy is set. */
+  retention: RetentionReport | null;
 }
 
 /**
  * Housekeeping, run by pg_cron through the storage-maintenance function on Supabase and on a timer on Node:
  * removes cache entries older than MAX_CACHE_AGE_HOURS; stages local copies the outbox lacks, marks uploaded what
  * the bucket verifiably holds, and `lost` what has no copy anywhere; drains the outbox within a budget; reports
- * (never deletes) orphans between the bucket and the table. Returns a summary and logs it.
+ * (never deletes) orphans between the bucket and the table; applies the retention policy when one is set. Returns a
+ * summary and logs it.
  */
 export async function runMaintenance(deps: MaintenanceDeps): Promise<MaintenanceReport> {
   const now = deps.now ?? Date.now;
@@ -90,8 +96,11 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
     };
   }
 
+  // Before the deletions' drain: a copy a retention delete could not remove at once is retried by the same run.
+  const retention =
+    deps.retention && retentionEnabled(deps.retention.policy) ? await applyRetention({ db: deps.db, ...deps.retention, log: deps.log, now: started }) : null;
   const deletions = await deps.deletions.drain(1000);
-  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, scratch_removed: scratchRemoved, uploads, outbox, deletions, orphans };
+  const report: MaintenanceReport = { started_at: new Date(started).toISOString(), duration_ms: Math.round(now() - started), cache, scratch_removed: scratchRemoved, uploads, outbox, deletions, orphans, retention };
   deps.log.info('maintenance finished', {
     cache_removed: cache.removed,
     uploads_retried: uploads?.retried ?? 0,
@@ -102,6 +111,9 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<Maintenance
     orphan_rows: orphans?.rows_without_objects.length ?? 0,
     orphan_objects_removed: orphans?.removed_objects ?? 0,
     deletions_pending: deletions.pending,
+    retention_selected: retention?.selected ?? 0,
+    retention_removed: retention?.removed ?? 0,
+    retention_dry_run: retention?.dry_run ?? null,
     duration_ms: report.duration_ms,
   });
   return report;

@@ -1,6 +1,7 @@
 -- public.generations: who may read, save, change and delete a generation.
 -- Users read, save (in the API's shape only) and delete their own generations; nobody but the service changes
--- one (upload status is the service's to record); anon gets nothing; service_role manages every row.
+-- one (upload status is the service's to record) apart from its owner's pin (`pinned`, see pinning.test.sql);
+-- anon gets nothing; service_role manages every row.
 begin;
 create extension if not exists pgtap;
 select plan(39);
@@ -37,8 +38,9 @@ select results_eq(
      where schemaname = 'public' and tablename = 'generations' order by 1 $$,
   $$ values ('owners add generations to their projects', 'INSERT'),
             ('owners delete their generations', 'DELETE'),
+            ('owners pin their generations', 'UPDATE'),
             ('owners read their generations', 'SELECT') $$,
-  'generations: one SELECT, one INSERT and one DELETE policy (no UPDATE policy)'
+  'generations: one SELECT, one INSERT, one DELETE policy, and one UPDATE policy (for the pinned column alone)'
 );
 
 select is_empty(
@@ -75,7 +77,7 @@ select ok(
 
 select table_privs_are('public', 'generations', 'anon', array[]::text[], 'generations: anon holds no privilege');
 select table_privs_are('public', 'generations', 'authenticated', array['SELECT', 'INSERT', 'DELETE'],
-  'generations: authenticated may SELECT, INSERT and DELETE (no UPDATE)');
+  'generations: authenticated may SELECT, INSERT and DELETE (no table-wide UPDATE: only the pinned column)');
 select table_privs_are('public', 'generations', 'service_role', array['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   'generations: service_role may SELECT, INSERT, UPDATE, DELETE');
 
@@ -150,7 +152,7 @@ select throws_ok(
 select throws_ok(
   $$ update public.generations set upload_status = 'uploaded' where id = 'aaaaaaaa-0000-0000-0001-000000000001' $$,
   '42501', 'permission denied for table generations',
-  'owner: update of her own generation is refused (no UPDATE privilege: upload status is the service''s)'
+  'owner: update of her own generation''s upload status is refused (no UPDATE privilege on it: it is the service''s)'
 );
 
 select results_eq(
