@@ -1,17 +1,22 @@
-// Packing: our deterministic tar.gz vs the system's `tar czf` (GNU tar + gzip -6), on the same trees on disk, in
-// the same run (ratios, not absolutes: this machine is small and shared).
+// Packing: our tar.gz vs the tools it replaces, `tar czf` (GNU tar + gzip -6) and CodebeGen's own Python packer
+// (`tarfile` w:gz), on the same trees on disk, in the same run (ratios, not absolutes: this machine is small and
+// shared).
 //   node --import tsx bench/packing.ts [--quick]
 // Two trees: a typical generation (50 Python files, ~300 KB, what CodebeGen saves) and a larger one (~5 MB) for
 // throughput. Each is packed, in turns so the machine's noise falls on all alike:
-//   ours, memory   the files in memory, the archive collected in memory: what every save does (packGeneration)
-//   ours, disk     the folder walked, every file streamed from disk, the archive written to a file (the migration)
-//   tar czf        spawned on the folder, writing a file
-// speed_ratio is tar czf's median time over ours (memory) on the typical generation, disk_speed_ratio the same from
-// disk (above 1: we are faster); size_ratio is our archive's size over tar czf's. large_* are the larger tree's.
+//   ours, memory     the files in memory, the archive collected in memory: what every save does (packGeneration)
+//   ours, disk       the folder walked, every file streamed from disk, the archive written to a file
+//   tar czf          run on the folder by a helper process, writing a file
+//   python tarfile   the same, in Python
+// and the typical generation once more from memory under Deno (the edge's runtime), in a process of its own.
+// Wall and CPU time are both reported: CPU time is what a busy machine does not inflate, so a wall-time ratio far
+// from the CPU-time ratio says the run was disturbed. speed_ratio is tar czf's median wall time over ours (memory)
+// on the typical generation (above 1: we are faster), cpu_ratio the same in CPU time, python_speed_ratio against
+// tarfile; size_ratio is our archive's size over tar czf's. large_* are the larger tree's, deno_* Deno's.
 // The final line is the JSON of named figures.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -60,43 +65,62 @@ function makeTree(name: string, count: number, bytesEach: number, rounds: number
 }
 
 /**
- * `tar czf` is run and timed by a helper process, never forked from this one: after a fork, every page this
- * process writes is copy-on-write once more, and our packer (deflate's tables and buffers) measured ~1.5× slower
- * right after a spawn than without one, a cost no server pays. The helper reports the time it measured.
+ * The baselines are run and timed by a Python helper process, never forked from this one: after a fork, every page
+ * this process writes is copy-on-write once more, and our packer measured ~1.5× slower right after a spawn than
+ * without one, a cost no server pays. The helper reports wall time and CPU time (tar's and gzip's, from
+ * getrusage(RUSAGE_CHILDREN); Python's own for tarfile):
+ *   tar czf          GNU tar piping to gzip -6, what a shell script would do
+ *   python tarfile   `tarfile.open(out, "w:gz").add(dir, arcname=root)`, CodebeGen's own packer (gzip level 9,
+ *                    tarfile's default)
  */
-const tarRunner = spawn(
-  process.execPath,
+const baselines = spawn(
+  'python3',
   [
-    '-e',
-    `const { spawnSync } = require('node:child_process');
-     const { statSync } = require('node:fs');
-     require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
-       const [out, dir, root] = JSON.parse(line);
-       const t0 = performance.now();
-       const r = spawnSync('tar', ['czf', out, '-C', dir, root]);
-       const ms = performance.now() - t0;
-       process.stdout.write(JSON.stringify(r.status === 0 ? { ms, size: statSync(out).size } : { error: String(r.stderr) }) + '\\n');
-     });`,
+    '-c',
+    `import json, os, resource, subprocess, sys, tarfile, time
+for line in sys.stdin:
+    way, out, parent, root = json.loads(line)
+    c0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    p0 = time.process_time()
+    if way == 'tar czf':
+        subprocess.run(['tar', 'czf', out, '-C', parent, root], check=True)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    else:
+        with tarfile.open(out, 'w:gz') as t:
+            t.add(os.path.join(parent, root), arcname=root)
+        cpu = time.process_time() - p0
+    ms = (time.perf_counter() - w0) * 1000
+    print(json.dumps({'ms': ms, 'cpu_ms': cpu * 1000, 'size': os.path.getsize(out)}), flush=True)`,
   ],
   { stdio: ['pipe', 'pipe', 'inherit'] },
 );
-const tarAnswers = createInterface({ input: tarRunner.stdout! })[Symbol.asyncIterator]();
-async function tarCzf(out: string, dir: string, root: string): Promise<{ ms: number; size: number }> {
-  tarRunner.stdin!.write(`${JSON.stringify([out, dir, root])}\n`);
-  const answer = JSON.parse((await tarAnswers.next()).value as string) as { ms: number; size: number; error?: string };
-  if (answer.error !== undefined) throw new Error(`tar czf failed: ${answer.error}`);
-  return answer;
+const answers = createInterface({ input: baselines.stdout! })[Symbol.asyncIterator]();
+async function baseline(way: Way, out: string, dir: string, root: string): Promise<Run> {
+  baselines.stdin!.write(`${JSON.stringify([way, out, dir, root])}\n`);
+  const next = await answers.next();
+  if (next.done) throw new Error(`${way} failed (the helper ended)`);
+  return JSON.parse(next.value as string) as Run;
 }
 
-type Way = 'ours, memory' | 'ours, disk' | 'tar czf';
-const WAYS: Way[] = ['ours, memory', 'ours, disk', 'tar czf'];
+type Way = 'ours, memory' | 'ours, disk' | 'tar czf' | 'python tarfile';
+const WAYS: Way[] = ['ours, memory', 'ours, disk', 'tar czf', 'python tarfile'];
+interface Run {
+  ms: number;
+  /** CPU time on every thread (ours: the thread pool's deflate included), so a busy machine shows as ms >> cpu_ms. */
+  cpu_ms: number;
+  size: number;
+}
 
-/** One packing of `tree` the given way: its time (ms) and the archive's size. */
-async function packOnce(tree: Tree, way: Way, out: string): Promise<{ ms: number; size: number }> {
-  if (way === 'tar czf') return tarCzf(out, tree.parent, tree.root);
+/** One packing of `tree` the given way. */
+async function packOnce(tree: Tree, way: Way, out: string): Promise<Run> {
+  if (way === 'tar czf' || way === 'python tarfile') return baseline(way, out, tree.parent, tree.root);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const size = await packOurs(tree, way, out);
-  return { ms: performance.now() - t0, size };
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { ms, cpu_ms: (c.user + c.system) / 1000, size };
 }
 
 async function packOurs(tree: Tree, way: Way, out: string): Promise<number> {
@@ -115,10 +139,9 @@ async function packOurs(tree: Tree, way: Way, out: string): Promise<number> {
   return size;
 }
 
-/** Median ms and archive size of each way, taken in turns (the order rotating each round). */
-async function measure(tree: Tree): Promise<Record<Way, { ms: number; size: number }>> {
-  const times: Record<Way, number[]> = { 'ours, memory': [], 'ours, disk': [], 'tar czf': [] };
-  const sizes = {} as Record<Way, number>;
+/** Median wall and CPU ms and the archive size of each way, taken in turns (the order rotating each round). */
+async function measure(tree: Tree): Promise<Record<Way, Run>> {
+  const runs = Object.fromEntries(WAYS.map((w) => [w, [] as Run[]])) as Record<Way, Run[]>;
   const out = join(scratch, `${tree.name}.tar.gz`);
   for (const way of WAYS) await packOnce(tree, way, out); // warm: files in the page cache, code compiled
   await packOnce(tree, 'ours, disk', out);
@@ -126,51 +149,78 @@ async function measure(tree: Tree): Promise<Record<Way, { ms: number; size: numb
   for (let r = 0; r < tree.rounds; r++) {
     for (let i = 0; i < WAYS.length; i++) {
       const way = WAYS[(r + i) % WAYS.length]!;
-      const { ms, size } = await packOnce(tree, way, out);
-      sizes[way] = size;
-      times[way].push(ms);
+      runs[way].push(await packOnce(tree, way, out));
     }
   }
-  const result = {} as Record<Way, { ms: number; size: number }>;
-  for (const way of WAYS) result[way] = { ms: percentile([...times[way]].sort((a, b) => a - b), 50), size: sizes[way] };
-  return result;
+  const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  return Object.fromEntries(WAYS.map((w) => [w, { ms: median(runs[w].map((r) => r.ms)), cpu_ms: median(runs[w].map((r) => r.cpu_ms)), size: runs[w].at(-1)!.size }])) as Record<Way, Run>;
+}
+
+/** The typical generation packed from memory under Deno (the edge entry's runtime), in a process of its own. */
+function packUnderDeno(tree: Tree): { ms: number; cpu_ms: number; size: number } | undefined {
+  const deno = 'node_modules/.bin/deno';
+  if (!existsSync(deno)) return undefined;
+  const script = `
+    import { packTree } from './functions/_shared/archive/tar-gz.ts';
+    import { readFileSync } from 'node:fs';
+    const files = JSON.parse(readFileSync(${JSON.stringify(join(scratch, 'deno-tree.json'))}, 'utf8')).map(([path, b64]) => ({ path, data: Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)) }));
+    const opts = { root: ${JSON.stringify(tree.root)}, files, mtime: new Date(${MTIME.getTime()}) };
+    for (let i = 0; i < 5; i++) await packTree(opts);
+    const ms = [], cpu = [];
+    let size = 0;
+    for (let i = 0; i < ${tree.rounds}; i++) {
+      const c0 = process.cpuUsage(), t0 = performance.now();
+      size = (await packTree(opts)).byteLength;
+      ms.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
+    }
+    const med = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    console.log(JSON.stringify({ ms: med(ms), cpu_ms: med(cpu), size }));`;
+  writeFileSync(join(scratch, 'deno-tree.json'), JSON.stringify(tree.files.map((f) => [f.path, Buffer.from(f.data).toString('base64')])));
+  const out = execFileSync(deno, ['eval', '--node-modules-dir=none', '--config', 'deno.json', script], { env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1' }, encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').at(-1)!);
 }
 
 try {
   const trees = [makeTree('generation', 50, 6_000, quick ? 8 : 60), makeTree('large', 400, 12_000, quick ? 2 : 12)];
-  const rows: string[][] = [['tree', 'way', 'median ms', 'MB/s', 'archive bytes', 'vs tar czf: speed', 'size']];
+  const rows: string[][] = [['tree', 'way', 'median ms', 'CPU ms', 'MB/s', 'archive bytes', 'vs tar czf: speed', 'size', 'vs tarfile: speed']];
   const figures: Record<string, number> = {};
   for (const tree of trees) {
     const r = await measure(tree);
     const tar = r['tar czf'];
-    for (const way of WAYS) {
-      const { ms, size } = r[way];
-      rows.push([
-        `${tree.name} (${tree.files.length} files, ${(tree.bytes / 1e6).toFixed(2)} MB)`,
-        way,
-        ms.toFixed(2),
-        (tree.bytes / 1e6 / (ms / 1000)).toFixed(1),
-        String(size),
-        way === 'tar czf' ? '' : `${(tar.ms / ms).toFixed(2)}×`,
-        way === 'tar czf' ? '' : `${(size / tar.size).toFixed(3)}×`,
-      ]);
-    }
+    const py = r['python tarfile'];
+    const label = `${tree.name} (${tree.files.length} files, ${(tree.bytes / 1e6).toFixed(2)} MB)`;
+    const row = (way: string, { ms, cpu_ms, size }: Run) =>
+      rows.push([label, way, ms.toFixed(2), cpu_ms.toFixed(2), (tree.bytes / 1e6 / (ms / 1000)).toFixed(1), String(size), `${(tar.ms / ms).toFixed(2)}×`, `${(size / tar.size).toFixed(3)}×`, `${(py.ms / ms).toFixed(2)}×`]);
+    for (const way of WAYS) row(way, r[way]);
     const prefix = tree.name === 'generation' ? '' : `${tree.name}_`;
+    const ours = r['ours, memory'];
     Object.assign(figures, {
-      [`${prefix}speed_ratio`]: round(tar.ms / r['ours, memory'].ms),
+      [`${prefix}speed_ratio`]: round(tar.ms / ours.ms),
+      [`${prefix}cpu_ratio`]: round(tar.cpu_ms / ours.cpu_ms),
       [`${prefix}disk_speed_ratio`]: round(tar.ms / r['ours, disk'].ms),
-      [`${prefix}size_ratio`]: round(r['ours, memory'].size / tar.size, 3),
-      [`${prefix}ours_ms`]: round(r['ours, memory'].ms),
+      [`${prefix}python_speed_ratio`]: round(py.ms / ours.ms),
+      [`${prefix}size_ratio`]: round(ours.size / tar.size, 3),
+      [`${prefix}ours_ms`]: round(ours.ms),
+      [`${prefix}ours_cpu_ms`]: round(ours.cpu_ms),
       [`${prefix}ours_disk_ms`]: round(r['ours, disk'].ms),
       [`${prefix}tar_czf_ms`]: round(tar.ms),
-      [`${prefix}ours_mb_s`]: round(tree.bytes / 1e6 / (r['ours, memory'].ms / 1000), 1),
-      [`${prefix}tar_czf_mb_s`]: round(tree.bytes / 1e6 / (tar.ms / 1000), 1),
+      [`${prefix}tar_czf_cpu_ms`]: round(tar.cpu_ms),
+      [`${prefix}python_tarfile_ms`]: round(py.ms),
     });
+    if (tree.name === 'generation') {
+      const deno = packUnderDeno(tree);
+      if (deno) {
+        row('ours, memory, Deno', deno);
+        Object.assign(figures, { deno_ms: round(deno.ms), deno_cpu_ms: round(deno.cpu_ms), deno_speed_ratio: round(tar.ms / deno.ms), deno_size_ratio: round(deno.size / tar.size, 3) });
+      } else console.log('!! Deno is not installed (node_modules/.bin/deno): the Deno row is missing');
+    }
   }
-  console.log(`Packing, ours (fflate level 6, deterministic) vs tar czf (gzip -6), medians of ${trees.map((t) => `${t.rounds} (${t.name})`).join(' and ')} rounds${quick ? ' (quick: not to quote)' : ''}`);
+  console.log(`Packing, ours (zlib level 6) vs tar czf (gzip -6) and Python tarfile (w:gz, level 9), medians of ${trees.map((t) => `${t.rounds} (${t.name})`).join(' and ')} rounds${quick ? ' (quick: not to quote)' : ''}`);
   console.log(formatTable(rows));
   console.log(JSON.stringify(figures));
 } finally {
-  tarRunner.kill();
+  baselines.kill();
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -5,11 +5,19 @@
 // (50 ms latency, 100 Mbit/s), as the real Storage API runs elsewhere. Saves go one after another over loopback HTTP,
 // as CodebeGen sends them, alternating between the servers (and which goes first) so the machine's noise falls on
 // both alike. A typical generation: 50 files, ~300 KB. The cloud server uploads and verifies in the background.
+// Beside them, in the same turns, the physical floor (bench/lib/save-floor.ts): the same files, manifest and archive
+// written raw to disk with the same fsyncs, and one INSERT, in this process. floor_ratio_p50 is the local server's
+// p50 over the floor's (target <= 3). Then throughput: the local server given the same saves one at a time and 8 at
+// a time, each sender into a project of its own (concurrency_ratio: saves/s at 8 over at 1; target >= 1.6 on two
+// cores).
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { packGeneration } from '../functions/_shared/archive/generation-archive.ts';
+import { buildManifest } from '../functions/_shared/archive/manifest.ts';
 import { JWT_SECRET, tempDir, userToken } from '../test/helpers/context.ts';
 import { spawnStandIn } from '../test/storage-standin/process.ts';
 import { describeNetwork, REMOTE_STORAGE } from './lib/network.ts';
+import { saveFloor } from './lib/save-floor.ts';
 import { startServer } from './lib/servers.ts';
 import { percentile as pct, sleep } from './lib/stats.ts';
 
@@ -27,6 +35,18 @@ const standIn = await spawnStandIn({ jwtSecret: JWT_SECRET, ...REMOTE_STORAGE })
 const [local, cloud] = await Promise.all([startServer(dir.path, 'local'), startServer(dir.path, 'cloud', standIn)]);
 const servers = { local, cloud };
 const auth = { authorization: `Bearer ${await userToken(randomUUID(), { expiresIn: '1d' })}` };
+const floor = await saveFloor(dir.path);
+
+/** The floor's save of the same generation: its manifest and archive made beforehand, not timed. */
+async function floorSave(seed: string, version: number): Promise<number> {
+  const files = generation(seed);
+  const enc = new TextEncoder();
+  const manifest = buildManifest({ generationId: randomUUID(), projectId: randomUUID(), version, createdAt: new Date(), files: Object.entries(files).map(([path, t]) => ({ path, data: enc.encode(t) })), metadata: {} });
+  const archive = await packGeneration(manifest, Object.entries(files).map(([path, t]) => ({ path, data: enc.encode(t) })));
+  const t0 = performance.now();
+  await floor.save(files, manifest, archive, version);
+  return performance.now() - t0;
+}
 
 /** One save over HTTP, timed (ms). */
 async function save(base: string, project: string, seed: string): Promise<number> {
@@ -41,13 +61,31 @@ async function save(base: string, project: string, seed: string): Promise<number
 
 async function measure(n: number) {
   const projects = { local: randomUUID(), cloud: randomUUID() };
-  const times = { local: [] as number[], cloud: [] as number[] };
+  const times = { local: [] as number[], cloud: [] as number[], floor: [] as number[] };
+  const order = [['local', 'cloud', 'floor'], ['cloud', 'floor', 'local'], ['floor', 'local', 'cloud']] as const;
   for (let i = 0; i < n; i++) {
-    for (const side of i % 2 ? (['cloud', 'local'] as const) : (['local', 'cloud'] as const)) {
-      times[side].push(await save(servers[side].base, projects[side], `${i}`));
+    for (const side of order[i % 3]!) {
+      times[side].push(side === 'floor' ? await floorSave(`${i}`, i + 1) : await save(servers[side].base, projects[side], `${i}`));
     }
   }
-  return { local: times.local.sort((a, b) => a - b), cloud: times.cloud.sort((a, b) => a - b), cloudProject: projects.cloud };
+  const sorted = (xs: number[]) => xs.sort((a, b) => a - b);
+  return { local: sorted(times.local), cloud: sorted(times.cloud), floor: sorted(times.floor), cloudProject: projects.cloud };
+}
+
+/**
+ * Saves per second on the local server with `concurrency` saves in flight (the same number of saves each time),
+ * each sender saving into a project of its own, as CodebeGen's users do (saves of one project take its lock in turn).
+ */
+async function throughput(n: number, concurrency: number): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      const project = randomUUID();
+      for (let i = next++; i < n; i = next++) await save(servers.local.base, project, `t${concurrency}-${i}`);
+    }),
+  );
+  return n / ((performance.now() - t0) / 1000);
 }
 
 /** Waits until every generation of the project is uploaded (verified by the server); how long after the last save. */
@@ -69,8 +107,14 @@ async function uploadsDone(project: string, count: number): Promise<number> {
 
 try {
   await measure(20); // warm-up of both servers, not counted
-  const { local: l, cloud: c, cloudProject } = await measure(saves);
+  const { local: l, cloud: c, floor: f, cloudProject } = await measure(saves);
   const lag = await uploadsDone(cloudProject, saves);
+  const n = values.quick ? 24 : 200;
+  await throughput(8, 8); // warm
+  const perSecond = { 1: [] as number[], 8: [] as number[] };
+  for (let r = 0; r < 2; r++) for (const k of r % 2 ? ([8, 1] as const) : ([1, 8] as const)) perSecond[k].push(await throughput(n, k));
+  const at1 = Math.max(...perSecond[1]);
+  const at8 = Math.max(...perSecond[8]);
   const figures = {
     saves,
     local_p50_ms: +pct(l, 50).toFixed(2),
@@ -80,16 +124,24 @@ try {
     ratio_p50: +(pct(c, 50) / pct(l, 50)).toFixed(3),
     ratio_p99: +(pct(c, 99) / pct(l, 99)).toFixed(3),
     uploads_done_after_last_save_ms: Math.round(lag),
+    floor_p50_ms: +pct(f, 50).toFixed(2),
+    floor_p99_ms: +pct(f, 99).toFixed(2),
+    floor_ratio_p50: +(pct(l, 50) / pct(f, 50)).toFixed(3),
+    saves_per_s_c1: +at1.toFixed(1),
+    saves_per_s_c8: +at8.toFixed(1),
+    concurrency_ratio: +(at8 / at1).toFixed(3),
   };
   console.log(`save latency over ${saves} saves of 50 files / ~300 KB, real HTTP (Storage: own process, ${describeNetwork(REMOTE_STORAGE)})`);
   console.log(`            p50 ms    p99 ms`);
   console.log(`local     ${figures.local_p50_ms.toFixed(2).padStart(8)}  ${figures.local_p99_ms.toFixed(2).padStart(8)}`);
   console.log(`cloud     ${figures.cloud_p50_ms.toFixed(2).padStart(8)}  ${figures.cloud_p99_ms.toFixed(2).padStart(8)}`);
   console.log(`ratio     ${figures.ratio_p50.toFixed(3).padStart(8)}  ${figures.ratio_p99.toFixed(3).padStart(8)}   (targets: <= 1.10, <= 1.25)`);
+  console.log(`floor     ${figures.floor_p50_ms.toFixed(2).padStart(8)}  ${figures.floor_p99_ms.toFixed(2).padStart(8)}   (local / floor at p50: ${figures.floor_ratio_p50}, target <= 3)`);
+  console.log(`local server, ${n} saves: ${figures.saves_per_s_c1} saves/s one at a time, ${figures.saves_per_s_c8} with 8 in flight: ${figures.concurrency_ratio}× (target >= 1.6; best of 2 each)`);
   console.log(`every cloud save uploaded and verified ${figures.uploads_done_after_last_save_ms} ms after the last save answered`);
   console.log(JSON.stringify(figures));
 } finally {
-  await Promise.all([servers.local.kill('SIGTERM'), servers.cloud.kill('SIGTERM')]);
+  await Promise.all([servers.local.kill('SIGTERM'), servers.cloud.kill('SIGTERM'), floor.close()]);
   await standIn.close();
   dir.remove();
 }
