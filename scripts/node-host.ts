@@ -91,7 +91,8 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   await retry();
   const retryTimer = setInterval(() => void retry(), config.uploads.retrySeconds * 1000);
   retryTimer.unref();
-  const root = new Hono();
+  // Not strict, like the apps it mounts: `…/generations/` is `…/generations` (openapi-fetch sends the former for "/").
+  const root = new Hono({ strict: false });
   // An error answered before a request's body was read (401, 413, 415…) ends the connection: @hono/node-server
   // gives up draining an unread body after 500 ms and drops the socket, which would lose the client's next request.
   root.use(async (c, next) => {

@@ -52,6 +52,8 @@ describe('the Node server over real HTTP', () => {
 
     const list = (await (await fetch(`${base}?project_id=${project}`, { headers: A })).json()) as { items: unknown[] };
     expect(list.items).toHaveLength(1);
+    // with a trailing slash too (openapi-fetch, and so the TypeScript client, sends one for "/")
+    expect((await fetch(`${base}/?project_id=${project}`, { headers: A })).status).toBe(200);
     expect((await fetch(`${base}/${saved.generation_id}`, { headers: A })).status).toBe(200);
     expect((await fetch(`${base}/${saved.generation_id}`, { headers: B })).status).toBe(404);
     expect((await fetch(`${base}?project_id=${project}`, { headers: B })).status).toBe(404);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cloudAppContext } from '../helpers/cloud-context.ts';
 import { sampleFiles, userToken, type AppContext } from '../helpers/context.ts';
 import type { StandIn } from '../storage-standin/server.ts';
@@ -107,6 +107,7 @@ describe('reliability: every byte checked', () => {
           rmSync(local, { recursive: true });
           rmSync(`${local}.tar.gz`);
           expect((await read(g)).sha).toBe(g.sha256);
+          await vi.waitFor(() => expect(existsSync(`${dirOf(ctx.config.cachePath, g)}.tar.gz`)).toBe(true)); // filled beside the answer
           renameSync(backup, local);
           renameSync(`${backup}.tar.gz`, `${local}.tar.gz`);
           for (const t of spoiled) await spoil(g, t, how);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
 import { unpackToDirectory } from './disk-tree.ts';
 import { encodeManifest, parseManifest, sha256Hex, type Manifest } from './manifest.ts';
-import { packTree, packTreeLegacy, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
+import { packTree, packTreeLegacy, unpackStream, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
 
 /** A generation's identity on disk and in the bucket. */
 export interface GenerationRef {
@@ -62,6 +62,30 @@ export async function unpackGeneration(gz: ByteChunks, ref: GenerationRef, limit
     await rm(dest, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * `unpackGeneration`'s checks without a disk: every entry inflated in memory and dropped, all of them under
+ * `v{version}__{generation_id}/`, and its manifest naming this generation. What a read does before serving bytes it
+ * fetched, while the cache fills beside.
+ */
+export async function checkGeneration(gz: ByteChunks, ref: GenerationRef, limits: UnpackLimits): Promise<Manifest> {
+  const root = generationDirName(ref);
+  let manifest: Uint8Array | undefined;
+  const inRoot = (path: string, isFile: boolean) => {
+    if (!(path.startsWith(`${root}/`) || (!isFile && path === root))) throw invalidArchive(`entry ${JSON.stringify(path)} is outside ${root}/`);
+  };
+  await unpackStream(gz, limits, {
+    folder: (path) => inRoot(path, false),
+    async file(path, _size, chunks) {
+      inRoot(path, true);
+      const keep = path === `${root}/manifest.json`;
+      const parts: Uint8Array[] = [];
+      for await (const c of chunks) if (keep) parts.push(c.slice());
+      if (keep) manifest = new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer());
+    },
+  });
+  return namesGeneration(manifest, ref);
 }
 
 /** The archive's manifest, which must parse and name this very generation. */

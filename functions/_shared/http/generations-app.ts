@@ -30,7 +30,7 @@ export function createGenerationsApp(deps: GenerationsAppDeps) {
       origin: deps.corsAllowedOrigins.includes('*') ? '*' : deps.corsAllowedOrigins,
       allowHeaders: ['authorization', 'x-client-info', 'apikey', 'content-type', 'if-none-match'],
       allowMethods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
-      exposeHeaders: ['content-disposition', 'x-checksum-sha256', 'idempotent-replayed', 'etag'],
+      exposeHeaders: ['content-disposition', 'x-checksum-sha256', 'idempotent-replayed', 'etag', 'location', 'retry-after'],
       maxAge: 86_400,
     }),
   );

@@ -1,4 +1,4 @@
-import { generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
+import { checkGeneration, generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
 import { sha256Hex, type FileDigest } from '../archive/manifest.ts';
 import type { UnpackLimits } from '../archive/tar-gz.ts';
 import { asServiceWithin, type Tx } from '../db/database.ts';
@@ -77,8 +77,8 @@ export class HybridGenerationStorage implements GenerationStorage {
 
   /**
    * One read of these exact bytes at a time: a reader arriving while a fetch is under way joins it, and one
-   * arriving after finds the cache filled. Bytes from the outbox or the bucket are answered as soon as they match
-   * the recorded sha256 (they are then the archive that was saved) while the cache fills beside; the entry goes
+   * arriving after finds the cache filled. Bytes from the outbox or the bucket are answered once they match the
+   * recorded sha256 and pass the unpacker's checks in memory, while the cache fills beside; the entry goes
    * only once the fill ends, so readers arriving meanwhile share this fetch too. Keyed by id and sha256, so a
    * generation deleted and saved again under its id never joins the old one's read.
    */
@@ -123,11 +123,10 @@ export class HybridGenerationStorage implements GenerationStorage {
     if (cached) return { bytes: cached };
     if (record.uploadStatus !== 'uploaded') {
       const staged = await this.uploads.stagedArchive(record);
-      if (staged) return { bytes: staged, filled: this.fillCache(record, staged) };
+      if (staged) return this.checked(record, staged);
     }
     try {
-      const bytes = await this.fromCloud(record);
-      return { bytes, filled: this.fillCache(record, bytes) };
+      return await this.checked(record, await this.fromCloud(record));
     } catch (err) {
       // Not uploaded and not in the bucket either: say what is true, not "not found".
       if (record.uploadStatus !== 'uploaded' && err instanceof AppError && err.code === ErrorCode.CloudNotFound) {
@@ -175,17 +174,24 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   /**
-   * Unpacked straight into the cache's scratch folder, checked on the way (the files are never all in memory).
-   * Never fails: a cache that cannot be written (a full disk) costs only speed, and an archive the unpacker refuses
-   * (its bytes match the record, so only a tampered row could hold one) is logged and never cached.
+   * Bytes that matched their sha256, checked by the unpacker in memory (every entry inflated and dropped): an
+   * archive it refuses is never served. Answered then, while the cache fills beside (the disk write is not waited for).
+   */
+  private async checked(record: GenerationRecord, bytes: Uint8Array): Promise<{ bytes: Uint8Array; filled: Promise<void> }> {
+    await checkGeneration([bytes], refOf(record), this.opts.unpackLimits);
+    return { bytes, filled: this.fillCache(record, bytes) };
+  }
+
+  /**
+   * Unpacked straight into the cache's scratch folder, checked on the way again (the files are never all in
+   * memory). Never fails: a cache that cannot be written (a full disk) costs only speed.
    */
   private async fillCache(record: GenerationRecord, bytes: Uint8Array): Promise<void> {
     const ref = refOf(record);
     try {
       await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
     } catch (err) {
-      if (DISK_TROUBLE.has((err as NodeJS.ErrnoException).code ?? '')) this.log.warn('cache not filled (the disk failed)', { generation_id: record.id, error: err });
-      else this.log.error('archive refused by the unpacker: not cached', { generation_id: record.id, error: err });
+      this.log.warn(DISK_TROUBLE.has((err as NodeJS.ErrnoException).code ?? '') ? 'cache not filled (the disk failed)' : 'cache not filled', { generation_id: record.id, error: err });
     }
   }
 }
