@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
 import { unpackToDirectory } from './disk-tree.ts';
 import { encodeManifest, parseManifest, sha256Hex, type Manifest } from './manifest.ts';
-import { packTree, packTreeLegacy, unpackStream, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
+import { concat, packTree, packTreeLegacy, unpackStream, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
 
 /** A generation's identity on disk and in the bucket. */
 export interface GenerationRef {
@@ -82,7 +82,7 @@ export async function checkGeneration(gz: ByteChunks, ref: GenerationRef, limits
       const keep = path === `${root}/manifest.json`;
       const parts: Uint8Array[] = [];
       for await (const c of chunks) if (keep) parts.push(c.slice());
-      if (keep) manifest = new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer());
+      if (keep) manifest = concat(parts);
     },
   });
   return namesGeneration(manifest, ref);

@@ -251,7 +251,8 @@ async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]>
   return out;
 }
 
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
+/** The chunks copied into one array. */
+export function concat(chunks: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
   let at = 0;
   for (const c of chunks) {

@@ -1,7 +1,7 @@
 import { deflateRaw, deflateRawSync } from 'node:zlib';
 import { Zip, ZipPassThrough, type FlateError } from 'fflate';
 import { archiveTooLarge } from '../errors.ts';
-import { unpackStream, type ByteChunks, type UnpackLimits } from './tar-gz.ts';
+import { concat, unpackStream, type ByteChunks, type UnpackLimits } from './tar-gz.ts';
 
 /** Zip output waiting for the reader, at most (then the unpack waits): memory stays bounded whatever the generation. */
 const BUFFERED_BYTES = 1024 * 1024;
@@ -132,17 +132,6 @@ class NativeDeflate extends ZipPassThrough {
     if (whole.byteLength < SYNC_DEFLATE_BELOW) emit(null, deflateRawSync(whole, ZLIB));
     else deflateRaw(whole, ZLIB, emit);
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** A Date whose local-time fields are `t`'s UTC ones, within the years fflate writes as a DOS time (1980–2099). */
