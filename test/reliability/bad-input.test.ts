@@ -150,7 +150,7 @@ describe('hostile archives', () => {
       expect(bucketReads(g.key), c.name).toBe(readsBefore + 2);
       await goodRoundTrip();
     }
-    report('bad-input-archives', { route: 'cold read (GET /{id}/download, bucket -> sha256 -> unpack)', archives_tried: corpus.length, outcomes, written_outside_store: 0, kept_serving: corpus.length });
+    report('bad-input-archives', { route: 'cold read (GET /{id}/download, bucket -> sha256 -> unpack check)', archives_tried: corpus.length, outcomes, written_outside_store: 0, kept_serving: corpus.length });
   }, 180_000);
 
   it('refuses the same corpus in the unpackers directly: 4xx AppErrors, nothing left at the destination or around it', async () => {
