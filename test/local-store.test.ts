@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generationDirName, packGeneration, type GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
@@ -400,6 +400,19 @@ describe('atomic writes', () => {
     expect(got!.manifest).toEqual(g.manifest);
     expect(got!.files.map((f) => f.path)).toEqual(g.manifest.files);
     expect(await store.readArchive(ref)).toEqual(g.archive);
+    expect(scratchLeftovers()).toEqual([]);
+  });
+
+  it('a leftover of the same generation id under another version (a save killed between its renames, retried since) is moved away', async () => {
+    const ref = newRef(5);
+    const crashed = { ...ref, version: 1 };
+    const other = { ...newRef(1), projectId: ref.projectId };
+    for (const r of [crashed, other]) mkdirSync(join(store.generationDir(r), 'source'), { recursive: true });
+    writeFileSync(store.archivePath(crashed), 'half a save');
+    const g = await sampleGeneration(ref);
+    await store.write(ref, g.manifest, g.files, g.archive);
+    // only this id's leftovers go; another generation's folder stays
+    expect(readdirSync(dirname(store.generationDir(ref))).sort()).toEqual([`v1__${other.generationId}`, `v5__${ref.generationId}`, `v5__${ref.generationId}.tar.gz`].sort());
     expect(scratchLeftovers()).toEqual([]);
   });
 

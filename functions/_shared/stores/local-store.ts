@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { encodeManifest, parseManifest, type Manifest } from '../archive/manifest.ts';
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
@@ -135,8 +135,13 @@ export class LocalStore {
   private async placeNow(ref: GenerationRef, scratch: string, dir: string): Promise<void> {
     const finalDir = this.generationDir(ref);
     const created = await mkdir(dirname(finalDir), { recursive: true });
-    // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside.
+    // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside. So is one of
+    // this generation id under another version (ids are unique; a save killed between its two renames, retried
+    // since under the next version): moved aside too, never left on disk for good.
     await this.moveAside(finalDir, scratch, 'stale');
+    const mine = basename(finalDir);
+    const others = (await readdir(dirname(finalDir))).filter((n) => n !== mine && n !== `${mine}.tar.gz` && (n.endsWith(`__${ref.generationId}`) || n.endsWith(`__${ref.generationId}.tar.gz`)));
+    for (const [i, n] of others.entries()) await this.moveAside(join(dirname(finalDir), n), scratch, `stale-${i}`);
     // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
     await rename(dir, finalDir);
     try {
