@@ -9,7 +9,8 @@ const PIECE = 256 * 1024;
 /**
  * gzip whose bytes depend only on its input, on Node and on Deno alike: fflate (pure JS, not the platform's
  * zlib) at level 6, the level `gzip` and `tar czf` use; a fixed hash size (fflate's default varies with the
- * input's length); no time or name in the header.
+ * input's length); no time or name in the header. The packer's deflate before issue 15; now only
+ * `packTreeLegacy` uses it, to check archives recorded with it (new archives are deflated by zlib).
  */
 export class DeterministicGzip {
   private readonly piece = new Uint8Array(PIECE);
