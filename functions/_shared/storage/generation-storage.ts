@@ -10,7 +10,6 @@ import type { GenerationRecord } from '../db/generations-repo.ts';
 import { AppError, ErrorCode, internal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalStore } from '../stores/local-store.ts';
-import { readVerifiedSourceFile } from '../stores/source-file.ts';
 
 /**
  * Where a generation's bytes live once its row is committed. One implementation per mode, composed rather than
@@ -105,7 +104,7 @@ export class LocalGenerationStorage implements GenerationStorage {
 
   /** The file from this host's folder of the generation, if it holds exactly the recorded bytes. */
   folderFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined> {
-    return readVerifiedSourceFile(this.local, refOf(record), expected);
+    return this.local.readSourceFile(refOf(record), expected);
   }
 
   /**

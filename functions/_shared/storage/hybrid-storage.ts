@@ -8,7 +8,6 @@ import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { CloudStore } from '../stores/cloud-store.ts';
 import type { LocalStore } from '../stores/local-store.ts';
-import { readVerifiedSourceFile } from '../stores/source-file.ts';
 import { refOf, sourceFileOf, type GenerationStorage, type LocalGenerationStorage } from './generation-storage.ts';
 import type { UploadQueue } from './upload-queue.ts';
 
@@ -112,9 +111,13 @@ export class HybridGenerationStorage implements GenerationStorage {
 
   private async cachedFile(record: GenerationRecord, expected: FileDigest): Promise<Uint8Array | undefined> {
     const ref = refOf(record);
+    return (await this.cacheFresh(ref)) ? this.cache.readSourceFile(ref, expected) : undefined;
+  }
+
+  /** Whether the cache holds the generation, written less than CACHE_TTL_HOURS ago. */
+  private async cacheFresh(ref: GenerationRef): Promise<boolean> {
     const at = await this.cache.writtenAt(ref);
-    if (!at || this.now() - at.getTime() > this.opts.cacheTtlMs) return undefined;
-    return readVerifiedSourceFile(this.cache, ref, expected);
+    return at !== undefined && this.now() - at.getTime() <= this.opts.cacheTtlMs;
   }
 
   /** The verified bytes, and the cache fill they started (settled: it never fails). */
@@ -156,8 +159,7 @@ export class HybridGenerationStorage implements GenerationStorage {
 
   private async fromCache(record: GenerationRecord): Promise<Uint8Array | undefined> {
     const ref = refOf(record);
-    const at = await this.cache.writtenAt(ref);
-    if (!at || this.now() - at.getTime() > this.opts.cacheTtlMs) return undefined;
+    if (!(await this.cacheFresh(ref))) return undefined;
     const bytes = await this.cache.readArchive(ref);
     return bytes && sha256Hex(bytes) === record.archiveSha256 ? bytes : undefined;
   }

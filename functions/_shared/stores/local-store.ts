@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
-import { encodeManifest, parseManifest, type Manifest } from '../archive/manifest.ts';
+import { openRegularFile } from '../archive/disk-tree.ts';
+import { encodeManifest, parseManifest, sha256Hex, type FileDigest, type Manifest } from '../archive/manifest.ts';
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
 import type { TreeFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
@@ -180,6 +181,35 @@ export class LocalStore {
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw err;
+    }
+  }
+
+  /**
+   * One source file of the generation's folder (`.../v{n}__{id}/source/{path}`), if it is there with exactly the
+   * bytes `expected` records (size, then sha256); undefined otherwise, so the caller turns to another copy. The file
+   * itself is opened without following a symlink; what it holds is checked whatever led to it.
+   */
+  async readSourceFile(ref: GenerationRef, expected: FileDigest): Promise<Uint8Array | undefined> {
+    const path = join(this.generationDir(ref), 'source', normaliseRelativePath(expected.path));
+    let opened: Awaited<ReturnType<typeof openRegularFile>>;
+    try {
+      opened = await openRegularFile(path);
+    } catch (err) {
+      if (NO_SOURCE_FILE.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+      throw err;
+    }
+    const { fh, size } = opened;
+    try {
+      if (size !== expected.size) return undefined;
+      const data = new Uint8Array(size);
+      for (let at = 0; at < size; ) {
+        const { bytesRead } = await fh.read(data, at, size - at, at);
+        if (bytesRead === 0) return undefined; // shrank while read
+        at += bytesRead;
+      }
+      return sha256Hex(data) === expected.sha256 ? data : undefined;
+    } finally {
+      await fh.close();
     }
   }
 
@@ -377,6 +407,9 @@ function assertRef(ref: GenerationRef) {
     throw new Error(`[local-store] not a generation reference: ${JSON.stringify(ref)}`);
   }
 }
+
+/** Not there, or not a file: what a folder that lacks a source file looks like. */
+const NO_SOURCE_FILE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENOTREG', 'EISDIR']);
 
 /** Not there: no such entry, or a file where a folder on the way should be. */
 const isMissing = (err: unknown) => ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException)?.code ?? '');
