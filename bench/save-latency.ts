@@ -52,10 +52,14 @@ async function floorSave(seed: string, version: number): Promise<number> {
 async function save(base: string, project: string, seed: string): Promise<number> {
   const body = JSON.stringify({ project_id: project, files: generation(seed) });
   const t0 = performance.now();
-  const res = await fetch(base, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body });
+  const server = Object.values(servers).find((s) => s.base === base)!;
+  const failed = (what: string) => new Error(`${what}; the server's last output:\n${server.output.slice(-4000)}`);
+  const res = await fetch(base, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body }).catch((err) => {
+    throw failed(`save failed (${err.cause?.message ?? err.message})`);
+  });
   const text = await res.text();
   const ms = performance.now() - t0;
-  if (res.status !== 201) throw new Error(`save answered ${res.status}: ${text}`);
+  if (res.status !== 201) throw failed(`save answered ${res.status}: ${text}`);
   return ms;
 }
 
