@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { gzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diskFile, unpackToDirectory } from '../functions/_shared/archive/disk-tree.ts';
+import { diskFile, readChunksSync, unpackToDirectory } from '../functions/_shared/archive/disk-tree.ts';
 import { packGeneration, unpackGeneration } from '../functions/_shared/archive/generation-archive.ts';
 import { buildManifest, encodeManifest } from '../functions/_shared/archive/manifest.ts';
 import { packTree, packTreeLegacy, packTreeStream, unpackTree, type StreamedFile, type TreeFile, type UnpackedTree, type UnpackLimits } from '../functions/_shared/archive/tar-gz.ts';
@@ -611,6 +611,32 @@ describe('packing from streams and from disk', () => {
     await expect(packTree({ root: 'r', files: [diskFile('a.txt', join(dir, 'a.txt'), 4)], mtime: MTIME })).rejects.toThrow(/grew/);
     symlinkSync(join(dir, 'a.txt'), join(dir, 'link.txt'));
     await expect(packTree({ root: 'r', files: [diskFile('link.txt', join(dir, 'link.txt'), 5)], mtime: MTIME })).rejects.toMatchObject({ code: 'ELOOP' });
+  });
+
+  it('reads an open file synchronously with the same checks: exactly its size, in chunks or whole', () => {
+    const dir = freshDir();
+    const data = randomBytes(600 * 1024); // three chunks of 256 KiB
+    writeFileSync(join(dir, 'big.bin'), data);
+    const read = (size: number, whole?: boolean) => {
+      const fd = openSync(join(dir, 'big.bin'), 'r');
+      try {
+        return Array.from(readChunksSync(fd, size, whole), (c) => c.slice()); // each chunk copied before the next read
+      } finally {
+        closeSync(fd);
+      }
+    };
+    expect(read(data.length).map((c) => c.byteLength)).toEqual([262144, 262144, 90112]);
+    expect(sha256(Buffer.concat(read(data.length)))).toBe(sha256(data));
+    const whole = read(data.length, true);
+    expect(whole.map((c) => sha256(c))).toEqual([sha256(data)]);
+    for (const inOne of [false, true]) {
+      expect(() => read(data.length + 1, inOne)).toThrow(/shrank/);
+      expect(() => read(data.length - 1, inOne)).toThrow(/grew/);
+    }
+    writeFileSync(join(dir, 'empty'), '');
+    const fd = openSync(join(dir, 'empty'), 'r');
+    expect([...readChunksSync(fd, 0, true)]).toEqual([]);
+    closeSync(fd);
   });
 
   it('stops the files it read ahead when packing fails, so none stays open', async () => {

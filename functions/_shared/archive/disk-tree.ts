@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, readSync } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
@@ -31,23 +31,45 @@ export async function openRegularFile(path: string): Promise<{ fh: FileHandle; s
 export async function* readChunks(fh: FileHandle, size: number): AsyncGenerator<Uint8Array> {
   try {
     const buffer = new Uint8Array(Math.min(size + 1, READ_CHUNK));
-    for (let at = 0; ; ) {
-      // One byte more than should be left, so the last read also tells whether the file grew.
-      const want = Math.min(buffer.length, size + 1 - at);
+    for (let at = 0; at >= 0; ) {
+      const want = wanted(buffer, size, at);
       const { bytesRead } = await fh.read(buffer, 0, want, at);
-      if (at + bytesRead > size) throw new Error(`file grew while being read (over ${size} bytes)`);
-      if (bytesRead === 0) {
-        if (at < size) throw new Error(`file shrank while being read (${at} of ${size} bytes)`);
-        return;
-      }
-      at += bytesRead;
-      yield buffer.subarray(0, bytesRead);
-      if (at === size && bytesRead < want) return;
+      const next = afterRead(size, at, bytesRead, want);
+      if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
+      at = next;
     }
   } finally {
     // Not awaited: a read-only file has nothing to flush, and the next file need not wait for this round trip.
     fh.close().catch(() => {});
   }
+}
+
+/**
+ * `readChunks` with synchronous reads of an open descriptor, which the caller closes. With `whole`, the file is
+ * read into a buffer of its own, so its one chunk may be kept.
+ */
+export function* readChunksSync(fd: number, size: number, whole = false): Generator<Uint8Array> {
+  const buffer = new Uint8Array(whole ? size + 1 : Math.min(size + 1, READ_CHUNK));
+  for (let at = 0; at >= 0; ) {
+    const want = wanted(buffer, size, at);
+    const bytesRead = readSync(fd, buffer, 0, want, at);
+    const next = afterRead(size, at, bytesRead, want);
+    if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
+    at = next;
+  }
+}
+
+/** How many bytes to ask for at `at`: one more than should be left, so the last read also tells whether the file grew. */
+const wanted = (buffer: Uint8Array, size: number, at: number) => Math.min(buffer.length, size + 1 - at);
+
+/** Where the next read starts (-1: done); throws when the file turned out larger or smaller than `size`. */
+function afterRead(size: number, at: number, bytesRead: number, want: number): number {
+  if (at + bytesRead > size) throw new Error(`file grew while being read (over ${size} bytes)`);
+  if (bytesRead === 0) {
+    if (at < size) throw new Error(`file shrank while being read (${at} of ${size} bytes)`);
+    return -1;
+  }
+  return at + bytesRead === size && bytesRead < want ? -1 : at + bytesRead;
 }
 
 /** A file on disk to pack from `path` (absolute) as `name`, read in chunks when its turn comes. */

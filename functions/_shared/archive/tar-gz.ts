@@ -46,7 +46,7 @@ export interface PackOptions {
 export async function packTree(opts: PackOptions): Promise<Uint8Array> {
   if (opts.files.some((f) => !('data' in f))) return concat(await collect(packTreeStream(opts)));
   // All in memory: one call, deflated on libuv's thread pool (on Node), leaving the event loop free meanwhile.
-  const tar = concat(await collect(tarStream(opts)));
+  const tar = tarBytes(opts.files as readonly TreeFile[], opts);
   return new Promise((resolve, reject) => gzip(tar, GZIP, (err, out) => (err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)))));
 }
 
@@ -89,18 +89,15 @@ export async function packTreeLegacy(opts: PackOptions): Promise<Uint8Array> {
 
 /** The uncompressed tar, entry by entry; streamed files are read as they come (a few ahead). */
 async function* tarStream(opts: PackOptions): AsyncGenerator<Uint8Array> {
-  const mtime = Math.max(0, Math.floor(opts.mtime.getTime() / 1000)); // ustar has no room for times before 1970
+  const mtime = tarTime(opts.mtime);
   const entries = archiveOrder(opts);
   const ahead = readAhead(entries.map((e) => (e.file && !('data' in e.file) ? e.file : undefined)));
   try {
     for (const [i, entry] of entries.entries()) {
-      if (!entry.file) {
-        yield tarHeader({ name: `${entry.name}/`, type: 'directory', size: 0, mode: 0o755, mtime });
-        continue;
-      }
+      yield entryHeader(entry, mtime);
       const f = entry.file;
-      const size = 'data' in f ? f.data.byteLength : f.size;
-      yield tarHeader({ name: entry.name, type: 'file', size, mode: 0o644, mtime });
+      if (!f) continue;
+      const size = sizeOf(f);
       if ('data' in f) {
         if (size > 0) yield f.data;
       } else {
@@ -121,7 +118,40 @@ async function* tarStream(opts: PackOptions): AsyncGenerator<Uint8Array> {
   yield TAR_END;
 }
 
+/**
+ * `tarStream`'s bytes for a tree held in memory, in one buffer and without its async steps: a save's files are
+ * copied once, straight to where they go.
+ */
+function tarBytes(files: readonly TreeFile[], opts: PackOptions): Uint8Array {
+  const mtime = tarTime(opts.mtime);
+  const parts = archiveOrder({ ...opts, files }).map((e) => ({ header: entryHeader(e, mtime), data: (e.file as TreeFile | undefined)?.data }));
+  const size = parts.reduce((n, p) => n + p.header.byteLength + (p.data ? p.data.byteLength + padding(p.data.byteLength) : 0), TAR_END.byteLength);
+  const out = new Uint8Array(size); // zeros: the padding and the end marker are already there
+  let at = 0;
+  for (const { header, data } of parts) {
+    out.set(header, at);
+    at += header.byteLength;
+    if (data) {
+      out.set(data, at);
+      at += data.byteLength + padding(data.byteLength);
+    }
+  }
+  return out;
+}
+
 type Packable = TreeFile | StreamedFile;
+
+const sizeOf = (f: Packable) => ('data' in f ? f.data.byteLength : f.size);
+
+/** Seconds since the epoch; ustar has no room for times before 1970. */
+const tarTime = (mtime: Date) => Math.max(0, Math.floor(mtime.getTime() / 1000));
+
+/** An entry's header block(s): a folder's name ends with "/". */
+function entryHeader(entry: { name: string; file?: Packable }, mtime: number): Uint8Array {
+  return entry.file
+    ? tarHeader({ name: entry.name, type: 'file', size: sizeOf(entry.file), mode: 0o644, mtime })
+    : tarHeader({ name: `${entry.name}/`, type: 'directory', size: 0, mode: 0o755, mtime });
+}
 
 /** The entries in Python's order (see `packTree`), after checking every path; a folder has no `file`. */
 function archiveOrder(opts: PackOptions): { name: string; file?: Packable }[] {

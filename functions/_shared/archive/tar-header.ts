@@ -16,6 +16,7 @@ export interface EntryHeader {
 const utf8 = new TextEncoder();
 const NAME = 100;
 const PREFIX = 155;
+const MAGIC = utf8.encode('ustar\u000000');
 
 /**
  * The header block(s) of one entry, as ustar with owner 0/0 and no owner names: the name in the name field, else
@@ -53,7 +54,7 @@ function ustar(h: Omit<EntryHeader, 'name' | 'type'> & { type: EntryHeader['type
   octal(b, 124, 12, h.size);
   octal(b, 136, 12, h.mtime);
   b[156] = h.type === 'file' ? 0x30 : h.type === 'directory' ? 0x35 : 0x78; // '0', '5', 'x'
-  b.set(utf8.encode('ustar\u000000'), 257);
+  b.set(MAGIC, 257);
   if (prefix) b.set(prefix, 345);
   b.fill(0x20, 148, 156); // the checksum counts its own field as spaces
   let sum = 0;

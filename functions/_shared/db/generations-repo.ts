@@ -131,12 +131,17 @@ export async function findGeneration(tx: Tx, id: string): Promise<GenerationReco
 
 export type NewGeneration = Omit<GenerationRecord, 'uploadAttempts' | 'uploadError' | 'uploadedAt' | 'pinned' | 'createdAt' | 'updatedAt'> & { createdAt: Date };
 
+/**
+ * Inserts the row; the record answered is `g` with what the database filled in. The manifest is not read back:
+ * parsing it again cost a save more than the rest of the insert's answer (it is the same value, and every
+ * reader encodes it in one fixed order, encodeManifest).
+ */
 export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<GenerationRecord> {
-  const rows = await tx.query<Row>(
+  const [row] = await tx.query<Pick<Row, 'upload_attempts' | 'upload_error' | 'uploaded_at' | 'pinned' | 'created_at' | 'updated_at'>>(
     `insert into public.generations (id, project_id, owner_id, version, file_count, total_size_bytes, archive_size_bytes,
        archive_sha256, content_sha256, manifest, storage_key, upload_status, created_at, updated_at)
      values ($1::uuid, $2::uuid, $3::uuid, $4::int, $5::int, $6::bigint, $7::bigint, $8, $9, $10::jsonb, $11, $12, $13::timestamptz, now())
-     returning ${COLUMNS}`,
+     returning upload_attempts, upload_error, uploaded_at, pinned, created_at, updated_at`,
     [
       g.id,
       g.projectId,
@@ -153,7 +158,16 @@ export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<Genera
       g.createdAt.toISOString(),
     ],
   );
-  return toRecord(rows[0]!);
+  return {
+    ...g,
+    storageKey: storageKey({ projectId: g.projectId, generationId: g.id, version: g.version }),
+    uploadAttempts: Number(row!.upload_attempts),
+    uploadError: row!.upload_error,
+    uploadedAt: row!.uploaded_at,
+    pinned: row!.pinned === true,
+    createdAt: row!.created_at,
+    updatedAt: row!.updated_at,
+  };
 }
 
 /** A row without its manifest: what a listing shows (a manifest can be megabytes). */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { lstat, readdir, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { openRegularFile, readChunks } from '../archive/disk-tree.ts';
+import { readChunksSync } from '../archive/disk-tree.ts';
 import { manifestTime, packGeneration, type GenerationRef, type PackedArchive } from '../archive/generation-archive.ts';
 import { buildManifest, contentDigest, parseManifest, type FileDigest, type Manifest } from '../archive/manifest.ts';
 import type { StreamedFile, TreeFile } from '../archive/tar-gz.ts';
@@ -40,24 +40,21 @@ export interface PreparedGeneration {
  */
 export async function prepareGeneration(root: string, found: FoundGeneration, ref: GenerationRef, limits: SizeLimits, keepBytes = KEEP_BYTES): Promise<PreparedGeneration> {
   const dir = join(root, found.path);
-  const folder = await lstat(dir);
+  const folder = lstatSync(dir);
   if (!folder.isDirectory()) throw new InvalidGeneration('not a folder any more');
   const notes: string[] = [];
   let onDisk: Manifest | undefined;
   let sourceDir = dir;
   if (found.layout !== 'flat') {
     sourceDir = join(dir, 'source');
-    const raw = await readWhole(join(dir, 'manifest.json'), 'manifest.json', limits.maxFileBytes).catch((err) => {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    });
+    const raw = readManifest(join(dir, 'manifest.json'), limits.maxFileBytes);
     if (raw === undefined) notes.push('no manifest.json: synthesised from the files');
     else if (!(onDisk = parseManifest(raw))) notes.push('manifest.json does not parse: synthesised from the files');
-    const st = await lstat(sourceDir).catch(() => undefined);
+    const st = lstatSync(sourceDir, { throwIfNoEntry: false });
     if (!st) throw new InvalidGeneration('no source/ folder');
     if (!st.isDirectory()) throw new InvalidGeneration('source/ is not a real folder (a symlink is not followed)');
   }
-  const files = await readSourceTree(sourceDir, limits, found.layout === 'flat' ? '' : 'source/', keepBytes);
+  const files = readSourceTree(sourceDir, limits, found.layout === 'flat' ? '' : 'source/', keepBytes);
   if (files.length === 0) throw new InvalidGeneration('no source files');
   try {
     // The API's own bounds, so what is migrated can be read back like anything saved.
@@ -106,32 +103,47 @@ interface SourceFile extends FileDigest {
   data?: Uint8Array;
 }
 
-/** Every file under `dir` (relative paths, sorted) and its sha256; a symlink, FIFO, socket or device anywhere is an error. */
-async function readSourceTree(dir: string, limits: SizeLimits, shown: string, keepBytes: number): Promise<SourceFile[]> {
+/**
+ * Every file under `dir` (relative paths, sorted) and its sha256; a symlink, FIFO, socket or device anywhere is an
+ * error. Read with synchronous calls: a generation is a few hundred small files, and an async call costs a
+ * thread-pool round trip and a promise, 5× the CPU of the read itself (docs/BENCHMARKS.md §7); the runner's
+ * network waits overlap with other generations all the same.
+ */
+function readSourceTree(dir: string, limits: SizeLimits, shown: string, keepBytes: number): SourceFile[] {
   const out: SourceFile[] = [];
   let total = 0;
   let kept = 0;
-  const walk = async (abs: string, rel: string) => {
-    for (const name of (await readdir(abs)).sort(byCodePoint)) {
-      const childRel = rel ? `${rel}/${name}` : name;
-      const childAbs = join(abs, name);
-      const st = await lstat(childAbs);
-      if (st.isSymbolicLink()) throw new InvalidGeneration(`${shown}${childRel} is a symbolic link (not followed)`);
-      if (st.isDirectory()) await walk(childAbs, childRel);
-      else if (!st.isFile()) throw new InvalidGeneration(`${shown}${childRel} is not a regular file`);
+  const walk = (abs: string, rel: string) => {
+    const entries = readdirSync(abs, { withFileTypes: true }).sort((a, b) => byCodePoint(a.name, b.name));
+    for (const entry of entries) {
+      const childRel = rel ? `${rel}/${entry.name}` : entry.name;
+      const childAbs = join(abs, entry.name);
+      if (entry.isSymbolicLink()) throw new InvalidGeneration(`${shown}${childRel} is a symbolic link (not followed)`);
+      if (entry.isDirectory()) walk(childAbs, childRel);
+      else if (!entry.isFile()) throw new InvalidGeneration(`${shown}${childRel} is not a regular file`);
       else {
         if (out.length + 1 > limits.maxFiles) throw new InvalidGeneration(`more than ${limits.maxFiles} files (MAX_FILES)`);
-        total += st.size;
-        if (total > limits.maxGenerationBytes) throw new InvalidGeneration(`files total over ${limits.maxGenerationBytes} bytes (MAX_GENERATION_BYTES)`);
         const file = { path: childRel, abs: childAbs, shown: `${shown}${childRel}` };
-        const keep = kept + st.size <= keepBytes;
-        const read = await hashRegularFile(file, limits.maxFileBytes, keep);
-        kept += read.data?.byteLength ?? 0;
-        out.push({ ...file, ...read });
+        const { fd, size } = openSource(childAbs, file.shown, limits.maxFileBytes);
+        try {
+          total += size;
+          if (total > limits.maxGenerationBytes) throw new InvalidGeneration(`files total over ${limits.maxGenerationBytes} bytes (MAX_GENERATION_BYTES)`);
+          const keep = kept + size <= keepBytes;
+          const hash = createHash('sha256');
+          let data: Uint8Array = new Uint8Array(0);
+          for (const chunk of readSource(fd, size, file.shown, keep)) {
+            hash.update(chunk);
+            data = chunk;
+          }
+          if (keep) kept += size;
+          out.push({ ...file, size, sha256: hash.digest('hex'), ...(keep && { data }) });
+        } finally {
+          closeSync(fd);
+        }
       }
     }
   };
-  await walk(dir, '');
+  walk(dir, '');
   return out.sort((a, b) => byCodePoint(a.path, b.path));
 }
 
@@ -142,68 +154,69 @@ function packable(f: SourceFile): TreeFile | StreamedFile {
     path: f.path,
     size: f.size,
     async *chunks() {
-      const hash = createHash('sha256');
-      for await (const chunk of readRegularFile(f.abs, f.shown, Infinity, f.size)) {
-        hash.update(chunk);
-        yield chunk;
+      const { fd } = openSource(f.abs, f.shown, Infinity);
+      try {
+        const hash = createHash('sha256');
+        for (const chunk of readSource(fd, f.size, f.shown)) {
+          hash.update(chunk);
+          yield chunk;
+        }
+        if (hash.digest('hex') !== f.sha256) throw new InvalidGeneration(`${f.shown} changed while being migrated`);
+      } finally {
+        closeSync(fd);
       }
-      if (hash.digest('hex') !== f.sha256) throw new InvalidGeneration(`${f.shown} changed while being migrated`);
     },
   };
 }
 
-/** A file's size and sha256, and with `keep` its bytes (a copy: the reader reuses its buffer). */
-async function hashRegularFile(f: { abs: string; shown: string }, maxBytes: number, keep: boolean): Promise<{ size: number; sha256: string; data?: Uint8Array }> {
-  const hash = createHash('sha256');
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of readRegularFile(f.abs, f.shown, maxBytes)) {
-    hash.update(chunk);
-    if (keep) chunks.push(chunk.slice());
-    size += chunk.byteLength;
-  }
-  return { size, sha256: hash.digest('hex'), ...(keep && { data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }) };
-}
-
-/** A small file (the manifest) whole. */
-async function readWhole(path: string, shown: string, maxBytes: number): Promise<Uint8Array> {
-  const { fh } = await openSource(path, shown, maxBytes);
+/** The folder's manifest.json whole, if there is one. */
+function readManifest(path: string, maxBytes: number): Uint8Array | undefined {
+  let opened;
   try {
-    return new Uint8Array(await fh.readFile());
+    opened = openSource(path, 'manifest.json', maxBytes);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const { fd, size } = opened;
+  try {
+    return [...readSource(fd, size, 'manifest.json', true)][0] ?? new Uint8Array(0);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
-/** A regular file's bytes in chunks (see `readChunks`): exactly `size` bytes when given; read errors are InvalidGeneration. */
-async function* readRegularFile(path: string, shown: string, maxBytes: number, size?: number): AsyncGenerator<Uint8Array> {
-  const opened = await openSource(path, shown, maxBytes);
+/** An open file's bytes in chunks (see `readChunksSync`): exactly `size` bytes, or an InvalidGeneration. */
+function* readSource(fd: number, size: number, shown: string, whole = false): Generator<Uint8Array> {
   try {
-    yield* readChunks(opened.fh, size ?? opened.size);
+    yield* readChunksSync(fd, size, whole);
   } catch (err) {
     throw new InvalidGeneration(`${shown} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
 }
 
 /**
- * Opens a regular file of at most `maxBytes` without following a symlink or blocking on a FIFO (see
- * `openRegularFile`: it could have been swapped after the lstat); anything else is an InvalidGeneration
- * (ENOENT passes through).
+ * Opens a regular file of at most `maxBytes` without following a symlink or blocking on a FIFO: what the walk saw
+ * could have been swapped since, so the open descriptor is checked again. Anything else is an InvalidGeneration
+ * (ENOENT passes through). The caller closes the descriptor.
  */
-async function openSource(path: string, shown: string, maxBytes: number): Promise<{ fh: FileHandle; size: number }> {
-  let opened;
+function openSource(path: string, shown: string, maxBytes: number): { fd: number; size: number } {
+  let fd: number;
   try {
-    opened = await openRegularFile(path);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw err;
     if (code === 'ELOOP') throw new InvalidGeneration(`${shown} is a symbolic link (not followed)`);
-    if (code === 'ENOTREG') throw new InvalidGeneration(`${shown} is not a regular file`);
     throw new InvalidGeneration(`${shown} cannot be read (${code ?? (err as Error).message})`);
   }
-  if (opened.size > maxBytes) {
-    await opened.fh.close();
-    throw new InvalidGeneration(`${shown} is over ${maxBytes} bytes (MAX_FILE_BYTES)`);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new InvalidGeneration(`${shown} is not a regular file`);
+    if (st.size > maxBytes) throw new InvalidGeneration(`${shown} is over ${maxBytes} bytes (MAX_FILE_BYTES)`);
+    return { fd, size: st.size };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
   }
-  return opened;
 }

@@ -21,16 +21,11 @@ export type RowState = 'absent' | 'not_uploaded' | 'uploaded';
  * holds its project and version; else its state. The same checks as registerGeneration, writing nothing.
  */
 export async function rowState(db: Database, g: PreparedGeneration, ownerId: string): Promise<RowState> {
-  return db.asService(async (tx): Promise<RowState> => {
-    const existing = await repo.findGeneration(tx, g.ref.generationId);
-    if (existing) {
-      assertSame(existing, g, ownerId);
-      return existing.uploadStatus === 'uploaded' ? 'uploaded' : 'not_uploaded';
-    }
-    await assertPlaceable(tx, g, ownerId);
-    return 'absent';
-  });
+  return db.asService(async (tx) => stateOf((await inspect(tx, g, ownerId)).existing));
 }
+
+const stateOf = (existing: repo.GenerationRecord | undefined): RowState =>
+  !existing ? 'absent' : existing.uploadStatus === 'uploaded' ? 'uploaded' : 'not_uploaded';
 
 /**
  * Registers the generation's row as the API would have written it (project created for its owner, status
@@ -40,14 +35,12 @@ export async function rowState(db: Database, g: PreparedGeneration, ownerId: str
 export async function registerGeneration(db: Database, g: PreparedGeneration, ownerId: string): Promise<RowState> {
   return db.asService(async (tx) => {
     await repo.lockProject(tx, g.ref.projectId);
-    const existing = await repo.findGeneration(tx, g.ref.generationId);
-    if (existing) {
-      assertSame(existing, g, ownerId);
-      return existing.uploadStatus === 'uploaded' ? 'uploaded' : 'not_uploaded';
+    const { existing, projectExists } = await inspect(tx, g, ownerId);
+    if (existing) return stateOf(existing);
+    if (!projectExists) {
+      const owner = await repo.ensureProject(tx, g.ref.projectId, ownerId);
+      if (owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner})`);
     }
-    await assertPlaceable(tx, g, ownerId);
-    const owner = await repo.ensureProject(tx, g.ref.projectId, ownerId);
-    if (owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner})`);
     await repo.insertGeneration(tx, {
       id: g.ref.generationId,
       projectId: g.ref.projectId,
@@ -67,14 +60,28 @@ export async function registerGeneration(db: Database, g: PreparedGeneration, ow
   });
 }
 
-async function assertPlaceable(tx: Tx, g: PreparedGeneration, ownerId: string) {
-  const owners = await tx.query<{ owner_id: string }>(`select owner_id::text from public.projects where id = $1::uuid`, [g.ref.projectId]);
-  const owner = owners[0]?.owner_id;
-  if (owner !== undefined && owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner}), not ${ownerId}`);
-  if (await repo.versionTaken(tx, g.ref.projectId, g.ref.version)) {
-    const [holder] = await tx.query<{ id: string }>(`select id::text from public.generations where project_id = $1::uuid and version = $2::int`, [g.ref.projectId, g.ref.version]);
-    throw new VersionClash(`version ${g.ref.version} of project ${g.ref.projectId} is already another generation in the database (${holder?.id ?? 'hidden'})`);
+/**
+ * The generation's own row, if it is registered (RegistrationConflict unless it is this very generation); else
+ * whether its project exists, after checking it can be placed: RegistrationConflict when the project has another
+ * owner, VersionClash when its version is another generation's. One statement in the usual case (not registered):
+ * a migration registers thousands of rows.
+ */
+async function inspect(tx: Tx, g: PreparedGeneration, ownerId: string): Promise<{ existing?: repo.GenerationRecord; projectExists: boolean }> {
+  const [row] = await tx.query<{ owner: string | null; holder: string | null; registered: boolean }>(
+    `select (select owner_id::text from public.projects where id = $1::uuid) as owner,
+            (select id::text from public.generations where project_id = $1::uuid and version = $2::int) as holder,
+            exists (select 1 from public.generations where id = $3::uuid) as registered`,
+    [g.ref.projectId, g.ref.version, g.ref.generationId],
+  );
+  const { owner, holder, registered } = row!;
+  if (registered) {
+    const existing = (await repo.findGeneration(tx, g.ref.generationId))!;
+    assertSame(existing, g, ownerId);
+    return { existing, projectExists: true };
   }
+  if (owner !== null && owner !== ownerId) throw new RegistrationConflict(`project ${g.ref.projectId} belongs to another owner (${owner}), not ${ownerId}`);
+  if (holder !== null) throw new VersionClash(`version ${g.ref.version} of project ${g.ref.projectId} is already another generation in the database (${holder})`);
+  return { projectExists: owner !== null };
 }
 
 function assertSame(existing: repo.GenerationRecord, g: PreparedGeneration, ownerId: string) {
