@@ -473,6 +473,21 @@ function parentsToSync(parent: string, created: string | undefined): string[] {
 }
 
 /**
+ * Runs the functions given for one folder's entries one at a time, those of different folders at once: creating
+ * entries in one folder takes its lock, so doing it from several threads at once only makes them wait for it (on
+ * ext4, spinning: CPU the save could use; docs/BENCHMARKS.md §2).
+ */
+function perFolder(): <T>(path: string, fn: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return (path, fn) => {
+    const parent = dirname(path);
+    const run = (tails.get(parent) ?? Promise.resolve()).then(fn);
+    tails.set(parent, run.catch(() => {}));
+    return run;
+  };
+}
+
+/**
  * The folder CodebeGen writes — manifest.json, source/<files>, an empty artifacts/ — and the archive beside it,
  * durable: each file written and flushed (fdatasync: its bytes and size) through one handle, `SYNC_CONCURRENCY` at
  * a time so the filesystem shares journal commits, then each folder made synced (fsync: its entries).
@@ -485,12 +500,13 @@ async function writeGeneration(dir: string, manifest: Manifest, files: readonly 
   ];
   const folders = new Set([dir, join(dir, 'artifacts'), join(dir, 'source')]);
   for (const w of writes.slice(2)) for (let d = dirname(w.path); !folders.has(d); d = dirname(d)) folders.add(d);
-  // Level by level from the top, each level's folders made at once.
+  // Level by level from the top; within a level, one folder's children one at a time (see `perFolder`).
   const levels: string[][] = [];
   for (const d of folders) (levels[d.split('/').length] ??= []).push(d);
-  for (const level of levels) if (level) await Promise.all(level.map((d) => mkdir(d, { recursive: true })));
+  const inFolder = perFolder();
+  for (const level of levels) if (level) await Promise.all(level.map((d) => inFolder(d, () => mkdir(d))));
   await inPool(writes, async ({ path, data }) => {
-    const handle = await open(path, 'w');
+    const handle = await inFolder(path, () => open(path, 'w'));
     try {
       await handle.writeFile(data);
       await handle.datasync();
