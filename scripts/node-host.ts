@@ -16,6 +16,7 @@ import { AppError, ErrorCode } from '../functions/_shared/errors.ts';
 import { routeNotFound } from '../functions/_shared/http/error-handling.ts';
 import { overlap } from '../functions/_shared/stores/path-guard.ts';
 import { buildApps, type WiringOptions } from '../functions/_shared/wiring.ts';
+import { WorkerTreeWriter } from './tree-writer-workers.ts';
 import { openLocked } from './data-dir-lock.ts';
 import { resolveJwtSecret } from './local-env.ts';
 
@@ -68,7 +69,8 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
   await ensurePortFree(config.port, config.host); // before anything is created or locked: a taken port costs nothing
   const { secret, source } = resolveJwtSecret(config);
   const db = await openDatabase(config, log);
-  const { app: generations, maintenanceApp, maintain, local, cloud, uploads, deletions } = buildApps(config, db, log, { jwtSecret: secret, ...opts.wiring });
+  const treeWriter = new WorkerTreeWriter();
+  const { app: generations, maintenanceApp, maintain, local, cloud, uploads, deletions } = buildApps(config, db, log, { jwtSecret: secret, treeWriter, ...opts.wiring });
   const swept = await local.sweepScratch();
   if (swept) log.warn('removed scratch folders left by an earlier crash', { count: swept });
   if (cloud) {
@@ -151,6 +153,7 @@ export async function startNodeServer(env: Env, opts: { log?: Logger; wiring?: W
         await uploads?.stop(); // uploads under way finish; the rest stay pending for the next start
         await maintaining;
         await db.close();
+        await treeWriter.close();
         log.info('server stopped');
       })()),
   };

@@ -9,6 +9,7 @@ import { generationDirName, packGeneration, type GenerationRef } from '../functi
 import { buildManifest, encodeManifest, type Manifest } from '../functions/_shared/archive/manifest.ts';
 import { unpackTree, type TreeFile } from '../functions/_shared/archive/tar-gz.ts';
 import { LocalStore } from '../functions/_shared/stores/local-store.ts';
+import { WorkerTreeWriter } from '../scripts/tree-writer-workers.ts';
 import { writePythonFlat, writePythonGenerations } from './helpers/codebegen-python.ts';
 import { memoryLogger } from './helpers/context.ts';
 import { DENO, denoAvailable } from './helpers/deno-entry.ts';
@@ -695,6 +696,45 @@ describe('cache expiry never reaches into STORAGE_PATH', () => {
   });
 });
 
+describe('WorkerTreeWriter (the Node server\'s writes, in worker threads)', () => {
+  it('lays out the same generation as the in-thread writer, byte for byte', async () => {
+    const writer = new WorkerTreeWriter(3);
+    try {
+      const ref = newRef(2);
+      const g = await sampleGeneration(ref);
+      const other = new LocalStore(join(tmp, 'other'), writer);
+      await store.write(ref, g.manifest, g.files, g.archive);
+      await other.write(ref, g.manifest, g.files, g.archive);
+      const a = snapshot(join(root, ref.projectId));
+      expect(a.size).toBeGreaterThan(g.files.length);
+      expect(snapshot(join(tmp, 'other', ref.projectId))).toEqual(a);
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it('fails a write with the error of its call (code, syscall, path), and writes again after a thread died', async () => {
+    const writer = new WorkerTreeWriter(2);
+    try {
+      const dir = join(tmp, 'w');
+      const err = await writer.write({ folders: [dir], files: [{ path: join(dir, 'missing', 'a.txt'), data: enc.encode('a') }] }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ENOENT', syscall: 'open', path: join(dir, 'missing', 'a.txt') });
+      // the folder it made is there: nothing undoes a failed write but its caller (LocalStore discards its scratch)
+      expect(existsSync(dir)).toBe(true);
+      await expect(writer.write({ folders: [dir], files: [] })).rejects.toMatchObject({ code: 'EEXIST', syscall: 'mkdir' });
+      // a thread that dies is replaced: later writes still land
+      await (writer as unknown as { workers: { worker: { terminate(): Promise<number> } }[] }).workers[0]!.worker.terminate();
+      for (let i = 0; i < 4; i++) {
+        const d = join(tmp, `after-${i}`);
+        await writer.write({ folders: [d, join(d, 'x')], files: [{ path: join(d, 'x', 'f.txt'), data: enc.encode(`v${i}`) }] });
+        expect(readFileSync(join(d, 'x', 'f.txt'), 'utf8')).toBe(`v${i}`);
+      }
+    } finally {
+      await writer.close();
+    }
+  });
+});
+
 /** Whether strace can trace a child here (Linux, ptrace allowed): else the fsync cases are skipped. */
 const canStrace = (() => {
   if (process.platform !== 'linux') return false;
@@ -717,14 +757,18 @@ import { LocalStore } from ${JSON.stringify(pathToFileURL(resolve('functions/_sh
 const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const bytes = (b64) => new Uint8Array(Buffer.from(b64, 'base64'));
 const files = job.files.map((f) => ({ path: f.path, data: bytes(f.data) }));
-await new LocalStore(job.root).write(job.ref, job.manifest, files, bytes(job.archive));
+const writer = job.workers ? new (await import(${JSON.stringify(pathToFileURL(resolve('scripts/tree-writer-workers.ts')).href)})).WorkerTreeWriter() : undefined;
+await new LocalStore(job.root, writer).write(job.ref, job.manifest, files, bytes(job.archive));
+await writer?.close();
 `;
+  // The Node server writes through worker threads (scripts/tree-writer-workers.ts); the edge, in its event loop.
   const runtimes = {
-    node: [process.execPath, '--import', 'tsx'],
-    deno: [DENO, 'run', '-A', '--node-modules-dir=none', '--config', 'deno.json'],
+    node: { command: [process.execPath, '--import', 'tsx'], workers: false },
+    'node, worker threads': { command: [process.execPath, '--import', 'tsx'], workers: true },
+    deno: { command: [DENO, 'run', '-A', '--node-modules-dir=none', '--config', 'deno.json'], workers: false },
   };
 
-  for (const [runtime, command] of Object.entries(runtimes)) {
+  for (const [runtime, { command, workers }] of Object.entries(runtimes)) {
     it.skipIf(runtime === 'deno' && !denoAvailable())(`under ${runtime}: the archive, every file and folder once before the rename, the parents after it`, async () => {
       const ref = newRef(1);
       const g = await sampleGeneration(ref);
@@ -733,7 +777,7 @@ await new LocalStore(job.root).write(job.ref, job.manifest, files, bytes(job.arc
       const trace = join(tmp, 'trace.txt');
       writeFileSync(script, WRITER);
       const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
-      writeFileSync(job, JSON.stringify({ root, ref, manifest: g.manifest, archive: b64(g.archive), files: g.files.map((f) => ({ path: f.path, data: b64(f.data) })) }));
+      writeFileSync(job, JSON.stringify({ root, ref, workers, manifest: g.manifest, archive: b64(g.archive), files: g.files.map((f) => ({ path: f.path, data: b64(f.data) })) }));
       execFileSync('strace', ['-f', '-qq', '-y', '-s', '4096', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', trace, ...command, script, job], {
         env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1' },
         stdio: 'ignore',

@@ -10,7 +10,7 @@ import type { Logger } from './log.ts';
 import { Deletions } from './storage/deletions.ts';
 import { GenerationFiles } from './storage/generation-files.ts';
 import { GenerationService } from './storage/generation-service.ts';
-import { LocalStore } from './stores/local-store.ts';
+import { LocalStore, type TreeWriter } from './stores/local-store.ts';
 import { LocalGenerationStorage, type GenerationStorage } from './storage/generation-storage.ts';
 import { HybridGenerationStorage } from './storage/hybrid-storage.ts';
 import { EDGE_DRAIN_BUDGET, UploadQueue } from './storage/upload-queue.ts';
@@ -30,11 +30,13 @@ export interface WiringOptions {
   cloudRetry?: RetryPolicy;
   /** Tests shorten the base timeout of one Storage request (default 60 s, plus 2 s per MiB sent). */
   cloudTimeoutMs?: number;
+  /** How a save's folder is made durable (default: `inThreadWriter`); the Node server brings worker threads. */
+  treeWriter?: TreeWriter;
 }
 
 export function buildApps(config: Config, db: Database, log: Logger, opts: WiringOptions = {}) {
   const jwtSecret = config.auth.jwtSecret ?? opts.jwtSecret;
-  const local = new LocalStore(config.storagePath);
+  const local = new LocalStore(config.storagePath, opts.treeWriter);
   const localStorage = new LocalGenerationStorage(local, log);
   const cache = new LocalStore(config.cachePath);
   let storage: GenerationStorage = localStorage;

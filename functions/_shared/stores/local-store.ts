@@ -10,6 +10,7 @@ import { byCodePoint } from '../code-point-order.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { normaliseRelativePath } from '../secure-path.ts';
+import { NO_DIR_SYNC } from './dir-sync.ts';
 import { overlap } from './path-guard.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -47,7 +48,11 @@ export class LocalStore {
   /** Writes and removals of one generation run one at a time in this process (the database lock covers others). */
   private readonly busy = new Map<string, Promise<unknown>>();
 
-  constructor(readonly root: string) {}
+  /** `writer`: how a generation's folder is made durable; the host may bring one (the Node server: worker threads). */
+  constructor(
+    readonly root: string,
+    private readonly writer: TreeWriter = inThreadWriter,
+  ) {}
 
   private serialise<T>(ref: GenerationRef, fn: () => Promise<T>): Promise<T> {
     const key = this.relativePath(ref);
@@ -94,7 +99,7 @@ export class LocalStore {
    */
   async stage(ref: GenerationRef, manifest: Manifest, files: readonly TreeFile[], archive: Uint8Array): Promise<StagedWrite> {
     assertRef(ref);
-    return this.prepare(ref, (dir, archivePath) => writeGeneration(dir, manifest, files, archivePath, archive));
+    return this.prepare(ref, (dir, archivePath) => this.writer.write(generationWrite(dir, manifest, files, archivePath, archive)));
   }
 
   /**
@@ -425,8 +430,6 @@ async function isRealDir(path: string): Promise<boolean> {
 
 /** How many fsyncs are in flight at once: enough for the filesystem to share journal commits, few file handles. */
 const SYNC_CONCURRENCY = 16;
-/** What a filesystem or platform answers when it cannot fsync a folder (Windows cannot open one): skipped. */
-const NO_DIR_SYNC = new Set(['EISDIR', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EPERM', 'EACCES', 'EBADF']);
 
 /**
  * Flushes each file's bytes, or each folder's entries, to the disk (fsync), `SYNC_CONCURRENCY` at a time. Through
@@ -473,6 +476,60 @@ function parentsToSync(parent: string, created: string | undefined): string[] {
 }
 
 /**
+ * What makes one generation's folder durable: `folders` made in this order (parents first), each of `files`
+ * written and flushed (fdatasync: its bytes and size), then each of `folders` synced (fsync: its entries).
+ */
+export interface TreeWrite {
+  folders: string[];
+  files: { path: string; data: Uint8Array }[];
+}
+
+/** Carries out a TreeWrite, resolving once all of it is on the disk. */
+export interface TreeWriter {
+  write(w: TreeWrite): Promise<void>;
+}
+
+/**
+ * The folder CodebeGen writes (manifest.json, source/<files>, an empty artifacts/) and the archive beside it, as
+ * a TreeWrite.
+ */
+function generationWrite(dir: string, manifest: Manifest, files: readonly TreeFile[], archivePath: string, archive: Uint8Array): TreeWrite {
+  const writes = [
+    { path: archivePath, data: archive },
+    { path: join(dir, 'manifest.json'), data: encodeManifest(manifest) },
+    ...files.map((f) => ({ path: join(dir, 'source', normaliseRelativePath(f.path)), data: f.data })),
+  ];
+  const folders = new Set([dir, join(dir, 'artifacts'), join(dir, 'source')]);
+  for (const w of writes.slice(2)) for (let d = dirname(w.path); !folders.has(d); d = dirname(d)) folders.add(d);
+  return { folders: [...folders].sort((a, b) => a.split('/').length - b.split('/').length), files: writes };
+}
+
+/**
+ * A TreeWrite through `node:fs/promises` (Node and Deno alike): folders level by level, one folder's entries one
+ * at a time (see `perFolder`), files `SYNC_CONCURRENCY` at a time so their flushes overlap. Each step is a
+ * thread-pool round trip and a turn of the event loop, so a busy event loop slows it: the Node server uses
+ * scripts/tree-writer-workers.ts instead (docs/BENCHMARKS.md §2).
+ */
+export const inThreadWriter: TreeWriter = {
+  async write({ folders, files }) {
+    const inFolder = perFolder();
+    const levels: string[][] = [];
+    for (const d of folders) (levels[d.split('/').length] ??= []).push(d);
+    for (const level of levels) if (level) await Promise.all(level.map((d) => inFolder(d, () => mkdir(d))));
+    await inPool(files, async ({ path, data }) => {
+      const handle = await inFolder(path, () => open(path, 'w'));
+      try {
+        await handle.writeFile(data);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    });
+    await syncEach(folders.map((path) => ({ path, dir: true })));
+  },
+};
+
+/**
  * Runs the functions given for one folder's entries one at a time, those of different folders at once: creating
  * entries in one folder takes its lock, so doing it from several threads at once only makes them wait for it (on
  * ext4, spinning: CPU the save could use; docs/BENCHMARKS.md §2).
@@ -485,36 +542,6 @@ function perFolder(): <T>(path: string, fn: () => Promise<T>) => Promise<T> {
     tails.set(parent, run.catch(() => {}));
     return run;
   };
-}
-
-/**
- * The folder CodebeGen writes — manifest.json, source/<files>, an empty artifacts/ — and the archive beside it,
- * durable: each file written and flushed (fdatasync: its bytes and size) through one handle, `SYNC_CONCURRENCY` at
- * a time so the filesystem shares journal commits, then each folder made synced (fsync: its entries).
- */
-async function writeGeneration(dir: string, manifest: Manifest, files: readonly TreeFile[], archivePath: string, archive: Uint8Array): Promise<void> {
-  const writes = [
-    { path: archivePath, data: archive },
-    { path: join(dir, 'manifest.json'), data: encodeManifest(manifest) },
-    ...files.map((f) => ({ path: join(dir, 'source', normaliseRelativePath(f.path)), data: f.data })),
-  ];
-  const folders = new Set([dir, join(dir, 'artifacts'), join(dir, 'source')]);
-  for (const w of writes.slice(2)) for (let d = dirname(w.path); !folders.has(d); d = dirname(d)) folders.add(d);
-  // Level by level from the top; within a level, one folder's children one at a time (see `perFolder`).
-  const levels: string[][] = [];
-  for (const d of folders) (levels[d.split('/').length] ??= []).push(d);
-  const inFolder = perFolder();
-  for (const level of levels) if (level) await Promise.all(level.map((d) => inFolder(d, () => mkdir(d))));
-  await inPool(writes, async ({ path, data }) => {
-    const handle = await inFolder(path, () => open(path, 'w'));
-    try {
-      await handle.writeFile(data);
-      await handle.datasync();
-    } finally {
-      await handle.close();
-    }
-  });
-  await syncEach([...folders].map((path) => ({ path, dir: true })));
 }
 
 /** Every regular file under `dir`, paths relative to it, sorted; symlinks and other specials are skipped. */
