@@ -11,7 +11,7 @@
 // Each round also downloads the same object straight from the stand-in (one Storage request: its round trip and
 // the transfer at its bandwidth), the floor of a cold read: cold_over_floor_p50 is the cold p50 over it (target <= 1.5).
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { JWT_SECRET, tempDir, userToken } from '../test/helpers/context.ts';
@@ -20,7 +20,7 @@ import { httpGet, save, waitUploaded, type Saved } from './lib/api.ts';
 import { describeNetwork, REMOTE_STORAGE } from './lib/network.ts';
 import { sourceFiles } from './lib/sample-source.ts';
 import { startServer } from './lib/servers.ts';
-import { round, timings } from './lib/stats.ts';
+import { round, sleep, timings } from './lib/stats.ts';
 import { formatTable } from './lib/table.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, rounds: { type: 'string' }, files: { type: 'string' }, 'file-bytes': { type: 'string' } } });
@@ -38,8 +38,16 @@ const storagePath = join(dir.path, 'server', 'projects');
 const cachePath = join(dir.path, 'server', 'cache');
 const auth = { authorization: `Bearer ${await userToken(randomUUID(), { expiresIn: '1d' })}` };
 
-/** Removes the generation's folder and archive from the cache, and from STORAGE_PATH too when `local`. */
-function drop(g: Saved, { local }: { local: boolean }): void {
+/**
+ * Removes the generation's folder and archive from the cache, and from STORAGE_PATH too when `local`. A cold read
+ * answers before its cache fill ends, and readers arriving meanwhile share its bytes; so after a cold read (`filling`)
+ * it first waits for that fill to land (its archive in the cache), else the next "cold" read would be that shared read.
+ */
+async function drop(g: Saved, { local, filling = false }: { local: boolean; filling?: boolean }): Promise<void> {
+  const cached = join(cachePath, g.project_id, 'generations', `v${g.version}__${g.generation_id}.tar.gz`);
+  for (const t0 = performance.now(); filling && !existsSync(cached); await sleep(5)) {
+    if (performance.now() - t0 > 10_000) throw new Error(`the cache fill of ${g.generation_id} did not land within 10 s`);
+  }
   for (const root of local ? [storagePath, cachePath] : [cachePath]) {
     const folder = join(root, g.project_id, 'generations', `v${g.version}__${g.generation_id}`);
     rmSync(folder, { recursive: true, force: true });
@@ -61,7 +69,7 @@ async function download(g: Saved): Promise<number> {
 
 /** 100 reads at once of a generation neither on disk nor cached: the Storage requests they caused, and how long. */
 async function burst(g: Saved): Promise<{ requests: number; downloads: number; ms: number }> {
-  drop(g, { local: true });
+  await drop(g, { local: true });
   await standIn.clearRequests();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: 100 }, () => download(g)));
@@ -91,13 +99,13 @@ try {
   const burstGens: Saved[] = [];
   for (let i = 0; i < bursts; i++) burstGens.push(await save(server.base, auth, project, sourceFiles(`burst-${i}`, fileCount, fileBytes)));
   await waitUploaded(server.base, auth, [pulled, kept, ...burstGens].map((g) => g.generation_id));
-  drop(pulled, { local: true });
+  await drop(pulled, { local: true });
 
   for (let i = 0; i < 3; i++) await download(kept); // warm-up, not counted
   const times = { local: [] as number[], cached: [] as number[], cold: [] as number[], direct: [] as number[] };
   for (let r = 0; r < rounds; r++) {
     times.direct.push(await direct(pulled));
-    drop(pulled, { local: false });
+    await drop(pulled, { local: false, filling: r > 0 });
     times.cold.push(await download(pulled));
     for (let i = 0; i < perRound; i++) {
       times.cached.push(await download(pulled));
