@@ -26,7 +26,8 @@ export class WorkerTreeWriter implements TreeWriter {
     const slot = { worker: new Worker(new URL('./tree-write-worker.mjs', import.meta.url), { workerData: { noDirSync: [...NO_DIR_SYNC] } }), pending: new Map<number, { resolve: () => void; reject: (e: Error) => void }>() };
     slot.worker.unref();
     slot.worker.on('message', ({ id, error }: { id: number; error?: { message: string } & Record<string, unknown> }) => {
-      const call = slot.pending.get(id)!;
+      const call = slot.pending.get(id);
+      if (!call) return; // failed already, with its thread (replace)
       slot.pending.delete(id);
       if (error) call.reject(Object.assign(new Error(error.message), error));
       else call.resolve();

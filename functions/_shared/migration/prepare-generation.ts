@@ -106,7 +106,7 @@ interface SourceFile extends FileDigest {
 /**
  * Every file under `dir` (relative paths, sorted) and its sha256; a symlink, FIFO, socket or device anywhere is an
  * error. Read with synchronous calls: a generation is a few hundred small files, and an async call costs a
- * thread-pool round trip and a promise, 5× the CPU of the read itself (docs/BENCHMARKS.md §7); the runner's
+ * thread-pool round trip and a promise, 5× the CPU of the read itself (docs/BENCHMARKS.md §5); the runner's
  * network waits overlap with other generations all the same.
  */
 function readSourceTree(dir: string, limits: SizeLimits, shown: string, keepBytes: number): SourceFile[] {

@@ -508,7 +508,7 @@ function generationWrite(dir: string, manifest: Manifest, files: readonly TreeFi
  * A TreeWrite through `node:fs/promises` (Node and Deno alike): folders level by level, one folder's entries one
  * at a time (see `perFolder`), files `SYNC_CONCURRENCY` at a time so their flushes overlap. Each step is a
  * thread-pool round trip and a turn of the event loop, so a busy event loop slows it: the Node server uses
- * scripts/tree-writer-workers.ts instead (docs/BENCHMARKS.md §2).
+ * scripts/tree-writer-workers.ts instead (docs/BENCHMARKS.md §1).
  */
 export const inThreadWriter: TreeWriter = {
   async write({ folders, files }) {
@@ -532,7 +532,7 @@ export const inThreadWriter: TreeWriter = {
 /**
  * Runs the functions given for one folder's entries one at a time, those of different folders at once: creating
  * entries in one folder takes its lock, so doing it from several threads at once only makes them wait for it (on
- * ext4, spinning: CPU the save could use; docs/BENCHMARKS.md §2).
+ * ext4, spinning: CPU the save could use; docs/BENCHMARKS.md §1).
  */
 function perFolder(): <T>(path: string, fn: () => Promise<T>) => Promise<T> {
   const tails = new Map<string, Promise<unknown>>();
