@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { TreeWrite, TreeWriter } from '../functions/_shared/stores/local-store.ts';
+import { settleAll, type TreeWrite, type TreeWriter } from '../functions/_shared/stores/local-store.ts';
 import { NO_DIR_SYNC } from '../functions/_shared/stores/dir-sync.ts';
 
 /** A thread's share of a TreeWrite (scripts/tree-write-worker.mjs): folders to make, files to write and flush, folders to sync. */
@@ -67,10 +67,11 @@ export class WorkerTreeWriter implements TreeWriter {
       if (group) group.push(f);
       else byFolder.set(dirname(f.path), [f]);
     }
-    for (const group of [...byFolder.values()].sort((a, b) => size(b) - size(a))) {
+    const groups = [...byFolder.values()].map((g) => ({ files: g, bytes: g.reduce((n, f) => n + f.data.byteLength + 512, 0) }));
+    for (const group of groups.sort((a, b) => b.bytes - a.bytes)) {
       const part = parts.reduce((a, b) => (b.bytes < a.bytes ? b : a));
-      part.files.push(...group);
-      part.bytes += size(group);
+      part.files.push(...group.files);
+      part.bytes += group.bytes;
     }
     await settleAll(parts.map((p) => this.run({ files: p.files })));
     const syncs = Array.from({ length: this.threads }, (_, k) => folders.filter((_, i) => i % this.threads === k)).filter((s) => s.length);
@@ -83,10 +84,3 @@ export class WorkerTreeWriter implements TreeWriter {
   }
 }
 
-const size = (files: TreeWrite['files']) => files.reduce((n, f) => n + f.data.byteLength + 512, 0);
-
-/** Waits for every part; the first failure is thrown once all have settled (nothing is left writing behind it). */
-async function settleAll(parts: Promise<void>[]): Promise<void> {
-  const failed = (await Promise.allSettled(parts)).find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
-}

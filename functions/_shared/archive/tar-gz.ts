@@ -46,7 +46,7 @@ export interface PackOptions {
 export async function packTree(opts: PackOptions): Promise<Uint8Array> {
   if (opts.files.some((f) => !('data' in f))) return concat(await collect(packTreeStream(opts)));
   // All in memory: one call, deflated on libuv's thread pool (on Node), leaving the event loop free meanwhile.
-  const tar = tarBytes(opts.files as readonly TreeFile[], opts);
+  const tar = tarBytes(opts as PackOptions & { files: readonly TreeFile[] });
   return new Promise((resolve, reject) => gzip(tar, GZIP, (err, out) => (err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)))));
 }
 
@@ -122,9 +122,9 @@ async function* tarStream(opts: PackOptions): AsyncGenerator<Uint8Array> {
  * `tarStream`'s bytes for a tree held in memory, in one buffer and without its async steps: a save's files are
  * copied once, straight to where they go.
  */
-function tarBytes(files: readonly TreeFile[], opts: PackOptions): Uint8Array {
+function tarBytes(opts: PackOptions & { files: readonly TreeFile[] }): Uint8Array {
   const mtime = tarTime(opts.mtime);
-  const parts = archiveOrder({ ...opts, files }).map((e) => ({ header: entryHeader(e, mtime), data: (e.file as TreeFile | undefined)?.data }));
+  const parts = archiveOrder(opts).map((e) => ({ header: entryHeader(e, mtime), data: (e.file as TreeFile | undefined)?.data }));
   const size = parts.reduce((n, p) => n + p.header.byteLength + (p.data ? p.data.byteLength + padding(p.data.byteLength) : 0), TAR_END.byteLength);
   const out = new Uint8Array(size); // zeros: the padding and the end marker are already there
   let at = 0;

@@ -445,8 +445,12 @@ async function inPool<T>(items: readonly T[], fn: (item: T) => Promise<void>): P
   const worker = async () => {
     while (next < items.length) await fn(items[next++]!);
   };
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(SYNC_CONCURRENCY, items.length) }, worker));
-  const failed = settled.find((r) => r.status === 'rejected');
+  await settleAll(Array.from({ length: Math.min(SYNC_CONCURRENCY, items.length) }, worker));
+}
+
+/** Waits for every one; the first failure is thrown once all have settled (nothing is left writing behind it). */
+export async function settleAll(work: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r) => r.status === 'rejected');
   if (failed) throw failed.reason;
 }
 
