@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { StorageApiError, StorageClient, StorageUnknownError } from '@supabase/storage-js';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -122,6 +123,30 @@ describe('objects', () => {
     expect((await files().list('listing/', { limit: 2, offset: 1 })).data?.map((e) => e.name)).toEqual(['b.txt', 'c.txt']);
     expect((await files().list('listing', { search: 'b' })).data?.map((e) => e.name)).toEqual(['b.txt']);
     expect((await files().list('listing/sub')).data?.map((e) => e.name)).toEqual(['deep.txt']);
+  });
+
+  it('outlives a client gone mid-upload, whether the route read the body or refused it unread', async () => {
+    const rejections: unknown[] = [];
+    const record = (e: unknown) => rejections.push(e);
+    process.on('unhandledRejection', record);
+    try {
+      for (const bucket of ['gens', 'no-such-bucket']) {
+        const { port } = new URL(standIn.url);
+        const socket = connect(Number(port), '127.0.0.1');
+        await new Promise((r) => socket.once('connect', r));
+        const key = standIn.serviceKey;
+        socket.write(`POST /storage/v1/object/${bucket}/cut/mid-body HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n0123456789`);
+        await new Promise((r) => setTimeout(r, 50));
+        socket.destroy();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(rejections).toEqual([]);
+      expect((await files().exists('cut/mid-body')).data).toBe(false);
+      await files().upload('cut/after', bytes('still answering'));
+      expect(await (await files().download('cut/after')).data?.text()).toBe('still answering');
+    } finally {
+      process.off('unhandledRejection', record);
+    }
   });
 
   it('removes objects, and removing them again returns []', async () => {

@@ -117,7 +117,7 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
       req.socket.destroy();
       return;
     }
-    void (async () => {
+    answering(res, async () => {
       if (fault.delayMs) await sleep(fault.delayMs);
       const reply = fault.failWith ? failure(faultFailure(fault.failWith)) : await answer(ctx, req, url);
       const bytes = Number(req.headers['content-length'] ?? 0) + (reply.body instanceof Uint8Array ? reply.body.byteLength : 0);
@@ -125,7 +125,7 @@ export async function startStorageStandIn(opts: StandInOptions): Promise<StandIn
       if (wait > 0) await sleep(wait);
       entry.status = reply.status ?? 200;
       send(res, reply, fault.cut);
-    })();
+    });
   });
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -195,6 +195,14 @@ function incoming(req: IncomingMessage, url: URL): [Incoming, () => Promise<void
   return [request, drain];
 }
 
+/**
+ * Runs one request's handler; a client gone mid-request (its body stream rejects with 'aborted', ECONNRESET — a
+ * process killed mid-upload) has no one to answer, so its socket is closed rather than the rejection left unhandled.
+ */
+function answering(res: ServerResponse, handle: () => Promise<void>) {
+  handle().catch(() => res.destroy());
+}
+
 /** JSON, bytes, or no body (`null`: HEAD and 304, whose Content-Length the renderer sets). */
 function send(res: ServerResponse, reply: Reply, cut = false) {
   const isBytes = reply.body instanceof Uint8Array;
@@ -214,7 +222,7 @@ function admin(req: IncomingMessage, res: ServerResponse, path: string, requests
   if (path === 'requests' && req.method === 'GET') return reply({ requests, injected: faults.injected });
   if (path === 'requests' && req.method === 'DELETE') return (requests.length = 0), reply({ cleared: true });
   if (path === 'faults' && req.method === 'POST') {
-    void (async () => {
+    answering(res, async () => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       const f = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { clear?: boolean; failShare?: Parameters<Faults['failShare']>; delayNext?: [number, number] };
@@ -222,7 +230,7 @@ function admin(req: IncomingMessage, res: ServerResponse, path: string, requests
       if (f.failShare) faults.failShare(...f.failShare);
       if (f.delayNext) faults.delayNext(...f.delayNext);
       reply({ ok: true });
-    })();
+    });
     return;
   }
   send(res, { status: 404, body: { message: 'no such admin route' } });
