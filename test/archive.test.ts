@@ -11,6 +11,7 @@ import { packGeneration, unpackGeneration } from '../functions/_shared/archive/g
 import { buildManifest, encodeManifest } from '../functions/_shared/archive/manifest.ts';
 import { packTree, packTreeLegacy, packTreeStream, unpackTree, type StreamedFile, type TreeFile, type UnpackedTree, type UnpackLimits } from '../functions/_shared/archive/tar-gz.ts';
 import { AppError } from '../functions/_shared/errors.ts';
+import { DENO, DENO_ENV, denoAvailable } from './helpers/deno-entry.ts';
 import { paxEntry, rawEntry, rawTar, rawTarGz, zeroBomb } from './helpers/raw-tar.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -660,8 +661,7 @@ describe('packing from streams and from disk', () => {
     expect([...open]).toEqual([]);
   });
 
-  const deno = 'node_modules/.bin/deno';
-  it.skipIf(!existsSync(deno))('packs the same tar under Deno (its zlib deflates it differently), with the legacy packer the same bytes, and unpacks there with the same checks', async () => {
+  it.skipIf(!denoAvailable())('packs the same tar under Deno (its zlib deflates it differently), with the legacy packer the same bytes, and unpacks there with the same checks', async () => {
     const script = `
       import { packTree, packTreeLegacy, unpackTree } from './functions/_shared/archive/tar-gz.ts';
       const noise = ${noise.toString()};
@@ -675,8 +675,8 @@ describe('packing from streams and from disk', () => {
       const refused = await unpackTree(gz.subarray(0, 5000), limits).catch((e) => e.code);
       console.log(JSON.stringify({ gz: btoa(String.fromCharCode(...gz)), legacy: await hex(await packTreeLegacy(tree)), files: back.files.length, refused }));`;
     const underDeno = JSON.parse(
-      execFileSync(deno, ['eval', '--node-modules-dir=none', '--config', 'deno.json', script], {
-        env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1' },
+      execFileSync(DENO, ['eval', '--node-modules-dir=none', '--config', 'deno.json', script], {
+        env: DENO_ENV,
         encoding: 'utf8',
         maxBuffer: 64 * 1024 * 1024,
       }).trim(),

@@ -12,7 +12,7 @@ import { LocalStore } from '../functions/_shared/stores/local-store.ts';
 import { WorkerTreeWriter } from '../scripts/tree-writer-workers.ts';
 import { writePythonFlat, writePythonGenerations } from './helpers/codebegen-python.ts';
 import { memoryLogger } from './helpers/context.ts';
-import { DENO, denoAvailable } from './helpers/deno-entry.ts';
+import { DENO, DENO_ENV, denoAvailable } from './helpers/deno-entry.ts';
 
 // LocalStore against real folders: the layout CodebeGen's Python service writes (checked by running that very
 // logic in python3), the old flat layout, atomic writes and the refusal of anything that is not a generation ref.
@@ -779,7 +779,7 @@ await writer?.close();
       const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
       writeFileSync(job, JSON.stringify({ root, ref, workers, manifest: g.manifest, archive: b64(g.archive), files: g.files.map((f) => ({ path: f.path, data: b64(f.data) })) }));
       execFileSync('strace', ['-f', '-qq', '-y', '-s', '4096', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', trace, ...command, script, job], {
-        env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1' },
+        env: DENO_ENV,
         stdio: 'ignore',
       });
 

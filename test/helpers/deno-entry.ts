@@ -4,13 +4,18 @@ import { freePort } from './context.ts';
 
 export const DENO = 'node_modules/.bin/deno';
 export const denoAvailable = () => existsSync(DENO);
+/**
+ * The environment every Deno child gets: its npm cache in the project's .deno, and the system's certificate store
+ * beside Deno's own (mozilla), so a machine whose registry traffic passes a local CA (in /etc/ssl/certs) can fetch.
+ */
+export const DENO_ENV = { PATH: process.env.PATH ?? '', DENO_DIR: '.deno', NO_COLOR: '1', DENO_TLS_CA_STORE: 'system,mozilla' };
 
 /** A Supabase Edge entry (`functions/<name>/index.ts`) under Deno, imports from deno.json only, on a free port. */
 export async function startEntry(entry: string, env: Record<string, string>): Promise<{ child: ChildProcess; base: string; output: () => string }> {
   const port = await freePort();
   let output = '';
   const child = spawn(DENO, ['run', '-A', '--node-modules-dir=none', '--config', 'deno.json', entry], {
-    env: { PATH: process.env.PATH, DENO_DIR: '.deno', NO_COLOR: '1', PORT: String(port), ...env },
+    env: { ...DENO_ENV, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d) => (output += d));

@@ -140,16 +140,20 @@ export class LocalStore {
 
   private async placeNow(ref: GenerationRef, scratch: string, dir: string): Promise<void> {
     const finalDir = this.generationDir(ref);
-    const created = await mkdir(dirname(finalDir), { recursive: true });
-    // A folder already there has no row (the caller checked): a leftover of a crash. Move it aside. So is one of
-    // this generation id under another version (ids are unique; a save killed between its two renames, retried
-    // since under the next version): moved aside too, never left on disk for good.
-    await this.moveAside(finalDir, scratch, 'stale');
-    const mine = basename(finalDir);
-    const others = (await readdir(dirname(finalDir))).filter((n) => n !== mine && n !== `${mine}.tar.gz` && (n.endsWith(`__${ref.generationId}`) || n.endsWith(`__${ref.generationId}.tar.gz`)));
-    for (const [i, n] of others.entries()) await this.moveAside(join(dirname(finalDir), n), scratch, `stale-${i}`);
-    // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
-    await rename(dir, finalDir);
+    let created: string | undefined;
+    // A removal of the project's last generation that began before this placement may still be removing the
+    // emptied `generations/` and project folders (see removeEmptied): a folder gone under us is made again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        created = (await mkdir(dirname(finalDir), { recursive: true })) ?? created;
+        await this.clearWay(ref, finalDir, scratch);
+        // The folder makes the generation visible; the archive follows it. Should that fail, the folder goes too.
+        await rename(dir, finalDir);
+        break;
+      } catch (err) {
+        if (!isMissing(err) || attempt === 3 || !(await isRealDir(dir))) throw err;
+      }
+    }
     try {
       await rename(join(scratch, 'archive.tar.gz'), this.archivePath(ref));
       // The renames live in `{project}/generations/`; folders mkdir just made live in their parents.
@@ -159,6 +163,18 @@ export class LocalStore {
       await this.moveAside(finalDir, scratch, 'undo');
       throw err;
     }
+  }
+
+  /**
+   * A folder already at `finalDir` has no row (the caller checked): a leftover of a crash, moved aside. So is one of
+   * this generation id under another version (ids are unique; a save killed between its two renames, retried since
+   * under the next version): moved aside too, never left on disk for good.
+   */
+  private async clearWay(ref: GenerationRef, finalDir: string, scratch: string): Promise<void> {
+    await this.moveAside(finalDir, scratch, 'stale');
+    const mine = basename(finalDir);
+    const others = (await readdir(dirname(finalDir))).filter((n) => n !== mine && n !== `${mine}.tar.gz` && (n.endsWith(`__${ref.generationId}`) || n.endsWith(`__${ref.generationId}.tar.gz`)));
+    for (const [i, n] of others.entries()) await this.moveAside(join(dirname(finalDir), n), scratch, `stale-${i}`);
   }
 
   /**
