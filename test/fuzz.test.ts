@@ -5,7 +5,7 @@ import { dirname, join, posix, win32 } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packGeneration, unpackGeneration, type GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
+import { checkGeneration, packGeneration, unpackGeneration, type GenerationRef } from '../functions/_shared/archive/generation-archive.ts';
 import { buildManifest, parseManifest } from '../functions/_shared/archive/manifest.ts';
 import { unpackTree, type TreeFile, type UnpackedTree, type UnpackLimits } from '../functions/_shared/archive/tar-gz.ts';
 import { AppError } from '../functions/_shared/errors.ts';
@@ -947,6 +947,13 @@ describe('(c) the archive reader — functions/_shared/archive/', () => {
           expect(existsSync(dest), 'a refused archive leaves nothing at its destination').toBe(false);
         }
         if (packed) expect(unpacked, 'an unmutated archive unpacks to disk').toBe(true);
+        // The cold read's check (in memory, all at once) takes exactly what the stream to disk takes, and reads it the same.
+        const checked = await checkGeneration(bytes, ref, unpackLimits).catch((err: unknown) => {
+          expect(isAppError(err, [413, 422]) && ['invalid_archive', 'archive_too_large'].includes(err.code), `checkGeneration threw ${String(err)}`).toBe(true);
+          return undefined;
+        });
+        expect(checked !== undefined, unpacked ? 'checkGeneration refused what unpackGeneration took' : 'checkGeneration took what unpackGeneration refused').toBe(unpacked);
+        if (checked) expect(showFiles(checked.tree.files)).toEqual(showFiles(readDisk(dest)));
         // Nothing anywhere but under dest: not beside it, not above it, not in /tmp or the working directory.
         const allowed = new Set([`c${n}/`, `c${n}/a/`, `c${n}/a/b/`, `c${n}/a/b/dest/`]);
         const outside = listTree(sandbox.path).filter((l) => !allowed.has(l) && !l.startsWith(`c${n}/a/b/dest/`));

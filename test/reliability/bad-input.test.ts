@@ -19,8 +19,8 @@ import { findMarker, report, serverDatabase, sha256, treeDiff, treeSnapshot } fr
 // Reliability 2 — bad input. No endpoint accepts an uploaded archive (docs/API.md: saves are JSON), so hostile
 // archives reach the service one way only: a cold read pulling the bucket's copy. Each one is registered as the
 // generation's archive (its sha256 written into the row, as the service role), so the sha256 check passes and the
-// unpacker is what must refuse it; the same corpus also goes through the unpackers directly (unpackGeneration,
-// which the cold read runs, and unpackTree, the in-memory one). Hostile requests go to the real Node host over loopback
+// unpacker is what must refuse it; the same corpus also goes through the unpackers directly (unpackTree, the
+// in-memory one the cold read's checkGeneration runs, and unpackGeneration, the stream to disk). Hostile requests go to the real Node host over loopback
 // HTTP, down to raw sockets. Every bad input gets a clear 4xx, nothing is written anywhere (a snapshot of the
 // folder around the store, and a search for the entries' marker), and a good save and read work right after.
 

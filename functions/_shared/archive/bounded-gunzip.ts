@@ -1,5 +1,7 @@
+import { constants } from 'node:buffer';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, type ZlibOptions } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGunzip, gunzip, type ZlibOptions } from 'node:zlib';
 import { AppError, archiveTooLarge, invalidArchive } from '../errors.ts';
 import type { ByteChunks } from './tar-gz.ts';
 
@@ -41,6 +43,22 @@ export function boundedGunzip(gz: ByteChunks, maxBytes: number) {
     }
   }
   return { stream: readableOf(chunks()), bytes: () => bytes, failure: () => failure };
+}
+
+const gunzipAsync = promisify(gunzip);
+
+/**
+ * `gz` held in memory, inflated in one piece in zlib's thread pool, refused as `boundedGunzip` refuses it: zlib
+ * stops as soon as the output passes `maxBytes` (its maxOutputLength), so a bomb costs no more than the bound.
+ */
+export async function gunzipWithin(gz: Uint8Array, maxBytes: number): Promise<Uint8Array> {
+  try {
+    // 256 KiB pieces: each is a round trip to the thread pool, and zlib's 16 KiB default takes 2x as long in all
+    return await gunzipAsync(gz, { chunkSize: 256 * 1024, maxOutputLength: Math.min(maxBytes, constants.MAX_LENGTH) });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw archiveTooLarge(`inflates to more than ${maxBytes} bytes`);
+    throw invalidArchive(`bad gzip data (${err instanceof Error ? err.message : String(err)})`);
+  }
 }
 
 /** A web stream over an async iterable (what `ReadableStream.from` does where it exists). */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { invalidArchive } from '../errors.ts';
 import { unpackToDirectory } from './disk-tree.ts';
 import { encodeManifest, parseManifest, sha256Hex, type Manifest } from './manifest.ts';
-import { concat, packTree, packTreeLegacy, unpackStream, type ByteChunks, type StreamedFile, type TreeFile, type UnpackLimits } from './tar-gz.ts';
+import { packTree, packTreeLegacy, unpackTree, type ByteChunks, type StreamedFile, type TreeFile, type UnpackedTree, type UnpackLimits } from './tar-gz.ts';
 
 /** A generation's identity on disk and in the bucket. */
 export interface GenerationRef {
@@ -65,27 +65,13 @@ export async function unpackGeneration(gz: ByteChunks, ref: GenerationRef, limit
 }
 
 /**
- * `unpackGeneration`'s checks without a disk: every entry inflated in memory and dropped, all of them under
- * `v{version}__{generation_id}/`, and its manifest naming this generation. What a read does before serving bytes it
- * fetched, while the cache fills beside.
+ * `unpackGeneration`'s checks without a disk, on an archive held in memory: every entry under
+ * `v{version}__{generation_id}/` and its manifest naming this generation. What a read does before serving bytes it
+ * fetched; gives what `unpackGeneration` would write, paths relative to the generation's folder.
  */
-export async function checkGeneration(gz: ByteChunks, ref: GenerationRef, limits: UnpackLimits): Promise<Manifest> {
-  const root = generationDirName(ref);
-  let manifest: Uint8Array | undefined;
-  const inRoot = (path: string, isFile: boolean) => {
-    if (!(path.startsWith(`${root}/`) || (!isFile && path === root))) throw invalidArchive(`entry ${JSON.stringify(path)} is outside ${root}/`);
-  };
-  await unpackStream(gz, limits, {
-    folder: (path) => inRoot(path, false),
-    async file(path, _size, chunks) {
-      inRoot(path, true);
-      const keep = path === `${root}/manifest.json`;
-      const parts: Uint8Array[] = [];
-      for await (const c of chunks) if (keep) parts.push(c.slice());
-      if (keep) manifest = concat(parts);
-    },
-  });
-  return namesGeneration(manifest, ref);
+export async function checkGeneration(gz: Uint8Array, ref: GenerationRef, limits: UnpackLimits): Promise<{ manifest: Manifest; tree: UnpackedTree }> {
+  const tree = await unpackTree(gz, limits, generationDirName(ref));
+  return { manifest: namesGeneration(tree.files.find((f) => f.path === 'manifest.json')?.data, ref), tree };
 }
 
 /** The archive's manifest, which must parse and name this very generation. */
