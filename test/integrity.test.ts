@@ -210,7 +210,7 @@ describe('a cache on a full disk', () => {
     rmSync(join(ctx.config.storagePath, g.project_id), { recursive: true, force: true });
     const record = (await ctx.db.asService((tx) => findGeneration(tx, g.generation_id)))!;
     class FullDisk extends LocalStore {
-      override async writeUnpacked(): Promise<void> {
+      override async writeFilled(): Promise<void> {
         throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
       }
     }

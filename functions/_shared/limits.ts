@@ -3,7 +3,7 @@ import { MAX_PATH_LENGTH } from './secure-path.ts';
 
 /**
  * What one generation may be, from the configuration: the one set of limits. A save accepts only what every
- * reader accepts (the cold read's check, whose tree fills the cache; the migration), because the readers' limits
+ * reader accepts (the cold read's check and the unpacker that fills the cache, the migration), because the readers' limits
  * are derived from these, here, and nowhere else.
  */
 export interface Limits {

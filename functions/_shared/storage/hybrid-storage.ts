@@ -1,6 +1,6 @@
-import { checkGeneration, generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
+import { checkGeneration, generationDirName, unpackGeneration, type GenerationRef } from '../archive/generation-archive.ts';
 import { sha256Hex, type FileDigest } from '../archive/manifest.ts';
-import type { UnpackedTree, UnpackLimits } from '../archive/tar-gz.ts';
+import type { UnpackLimits } from '../archive/tar-gz.ts';
 import { asServiceWithin, type Tx } from '../db/database.ts';
 import type { GenerationRecord } from '../db/generations-repo.ts';
 import * as outbox from '../db/outbox-repo.ts';
@@ -176,18 +176,22 @@ export class HybridGenerationStorage implements GenerationStorage {
   }
 
   /**
-   * Bytes that matched their sha256, checked by the unpacker in memory (checkGeneration): an archive it refuses is
-   * never served. Answered then, while the cache fills beside from what the check unpacked (not waited for).
+   * Bytes that matched their sha256, checked by the unpacker in memory (`checkGeneration`): an archive it refuses is
+   * never served. Answered then, while the cache fills beside (the disk write is not waited for).
    */
   private async checked(record: GenerationRecord, bytes: Uint8Array): Promise<{ bytes: Uint8Array; filled: Promise<void> }> {
-    const { tree } = await checkGeneration(bytes, refOf(record), this.opts.unpackLimits);
-    return { bytes, filled: this.fillCache(record, tree, bytes) };
+    await checkGeneration(bytes, refOf(record), this.opts.unpackLimits);
+    return { bytes, filled: this.fillCache(record, bytes) };
   }
 
-  /** Never fails: a cache that cannot be written (a full disk) costs only speed. */
-  private async fillCache(record: GenerationRecord, tree: UnpackedTree, bytes: Uint8Array): Promise<void> {
+  /**
+   * Unpacked straight into the cache's scratch folder, checked on the way again (the files are never all in
+   * memory). Never fails: a cache that cannot be written (a full disk) costs only speed.
+   */
+  private async fillCache(record: GenerationRecord, bytes: Uint8Array): Promise<void> {
+    const ref = refOf(record);
     try {
-      await this.cache.writeUnpacked(refOf(record), tree, bytes);
+      await this.cache.writeFilled(ref, bytes, (dir) => unpackGeneration([bytes], ref, this.opts.unpackLimits, dir));
     } catch (err) {
       this.log.warn(DISK_TROUBLE.has((err as NodeJS.ErrnoException).code ?? '') ? 'cache not filled (the disk failed)' : 'cache not filled', { generation_id: record.id, error: err });
     }

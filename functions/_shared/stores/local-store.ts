@@ -5,7 +5,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { openRegularFile } from '../archive/disk-tree.ts';
 import { encodeManifest, parseManifest, sha256Hex, type FileDigest, type Manifest } from '../archive/manifest.ts';
 import { generationDirName, type GenerationRef } from '../archive/generation-archive.ts';
-import type { TreeFile, UnpackedTree } from '../archive/tar-gz.ts';
+import type { TreeFile } from '../archive/tar-gz.ts';
 import { byCodePoint } from '../code-point-order.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -103,15 +103,16 @@ export class LocalStore {
   }
 
   /**
-   * The cache's fill: a tree `checkGeneration` read from the archive (paths relative to the generation's folder),
-   * written as it was packed, and the archive beside it. Not flushed: a cache entry is checked on every read
-   * (archive and files by sha256), so what an OS crash could leave of it costs only a refill.
+   * Like `write`, but `fill(dir)` creates and fills the generation's folder: e.g. unpacked from the archive straight
+   * to disk, so the files are never all in memory.
    */
-  async writeUnpacked(ref: GenerationRef, tree: UnpackedTree, archive: Uint8Array): Promise<void> {
+  async writeFilled(ref: GenerationRef, archive: Uint8Array, fill: (dir: string) => Promise<unknown>): Promise<void> {
     assertRef(ref);
-    const staged = await this.prepare(ref, (dir, archivePath) => {
-      const files = [{ path: archivePath, data: archive }, ...tree.files.map((f) => ({ path: join(dir, f.path), data: f.data }))];
-      return writeInThread({ folders: foldersOf(dir, tree.dirs.map((d) => join(dir, d)), files.slice(1)), files }, false);
+    // Not synced: this is how the cache is filled, and a cache entry is checked on every read (archive and
+    // files by sha256), so what an OS crash could leave of it costs only a refill.
+    const staged = await this.prepare(ref, async (dir, archivePath) => {
+      await fill(dir);
+      await writeFile(archivePath, archive);
     });
     await staged.place();
   }
@@ -518,18 +519,9 @@ function generationWrite(dir: string, manifest: Manifest, files: readonly TreeFi
     { path: join(dir, 'manifest.json'), data: encodeManifest(manifest) },
     ...files.map((f) => ({ path: join(dir, 'source', normaliseRelativePath(f.path)), data: f.data })),
   ];
-  return { folders: foldersOf(dir, [join(dir, 'artifacts'), join(dir, 'source')], writes.slice(2)), files: writes };
-}
-
-/** `dir`, the folders `within` it and every folder on the way to them and to `files` (all under `dir`), parents first. */
-function foldersOf(dir: string, within: readonly string[], files: readonly { path: string }[]): string[] {
-  const folders = new Set([dir]);
-  const add = (path: string) => {
-    for (let d = path; !folders.has(d); d = dirname(d)) folders.add(d);
-  };
-  within.forEach(add);
-  for (const f of files) add(dirname(f.path));
-  return [...folders].sort((a, b) => a.split('/').length - b.split('/').length);
+  const folders = new Set([dir, join(dir, 'artifacts'), join(dir, 'source')]);
+  for (const w of writes.slice(2)) for (let d = dirname(w.path); !folders.has(d); d = dirname(d)) folders.add(d);
+  return { folders: [...folders].sort((a, b) => a.split('/').length - b.split('/').length), files: writes };
 }
 
 /**
@@ -538,25 +530,24 @@ function foldersOf(dir: string, within: readonly string[], files: readonly { pat
  * thread-pool round trip and a turn of the event loop, so a busy event loop slows it: the Node server uses
  * scripts/tree-writer-workers.ts instead (docs/BENCHMARKS.md §1).
  */
-export const inThreadWriter: TreeWriter = { write: (w) => writeInThread(w, true) };
-
-/** `inThreadWriter`'s work; with `flush` false nothing is flushed (the cache's fill). */
-async function writeInThread({ folders, files }: TreeWrite, flush: boolean): Promise<void> {
-  const inFolder = perFolder();
-  const levels: string[][] = [];
-  for (const d of folders) (levels[d.split('/').length] ??= []).push(d);
-  for (const level of levels) if (level) await Promise.all(level.map((d) => inFolder(d, () => mkdir(d))));
-  await inPool(files, async ({ path, data }) => {
-    const handle = await inFolder(path, () => open(path, 'w'));
-    try {
-      await handle.writeFile(data);
-      if (flush) await handle.datasync();
-    } finally {
-      await handle.close();
-    }
-  });
-  if (flush) await syncEach(folders.map((path) => ({ path, dir: true })));
-}
+export const inThreadWriter: TreeWriter = {
+  async write({ folders, files }) {
+    const inFolder = perFolder();
+    const levels: string[][] = [];
+    for (const d of folders) (levels[d.split('/').length] ??= []).push(d);
+    for (const level of levels) if (level) await Promise.all(level.map((d) => inFolder(d, () => mkdir(d))));
+    await inPool(files, async ({ path, data }) => {
+      const handle = await inFolder(path, () => open(path, 'w'));
+      try {
+        await handle.writeFile(data);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    });
+    await syncEach(folders.map((path) => ({ path, dir: true })));
+  },
+};
 
 /**
  * Runs the functions given for one folder's entries one at a time, those of different folders at once: creating
