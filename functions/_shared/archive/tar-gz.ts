@@ -215,8 +215,8 @@ export interface UnpackSink {
 
 /**
  * Safely reads a whole tar.gz held in memory, with `unpackStream`'s checks and bound: inflated in one piece (zlib's
- * thread pool), then its entries read in one pass, each checked as its header is read. Several times faster than
- * the stream for a typical generation (docs/BENCHMARKS.md §3); it holds the inflated tar, at most the bound, in memory.
+ * thread pool), then its entries read in one pass, each checked as its header is read. 2–3x faster than the
+ * stream for a typical generation (docs/BENCHMARKS.md §3); it holds the inflated tar, at most the bound, in memory.
  * With `root`, as `unpackToDirectory` takes it: every entry must lie in that top folder, and paths are given
  * relative to it (the folder itself is not listed).
  */
