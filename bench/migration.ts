@@ -5,10 +5,15 @@
 // `npm run migrate` runs) moves it all, with verification (upload, download back, compare), into the Storage
 // stand-in in its own process behind a realistic network (bench/lib/network.ts), registering every generation in
 // an embedded PGlite on disk in this process, as the CLI does. Each timed run starts from nothing — the tables
-// emptied and a bucket of its own — so both runs do the same work; a small untimed run warms up first.
-import { randomUUID } from 'node:crypto';
+// emptied and a bucket of its own — so both runs do the same work; a small untimed run warms up first. Then the bare
+// work of the same migration from libraries alone (see `bare`): the CPU figure is reported over it (cpu_over_bare).
+import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { StorageClient } from '@supabase/storage-js';
+import { packTar } from 'modern-tar';
 import { createLogger } from '../functions/_shared/log.ts';
 import { emptyMapping } from '../functions/_shared/migration/owner-mapping.ts';
 import { runMigration } from '../functions/_shared/migration/runner.ts';
@@ -56,6 +61,48 @@ async function migrate(concurrency: number, projects?: ReadonlySet<string>): Pro
   return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, uploaded: report.counts.uploaded, bytes: report.bytes };
 }
 
+/**
+ * The yardstick, run beside the migration: what a verified migration of these generations needs at the least, from
+ * libraries alone (so it is the same work whatever our code is) — each one's files read, tarred (modern-tar),
+ * gzipped (node:zlib, level 6), hashed, uploaded and downloaded back and hashed (storage-js), `concurrency` at a
+ * time; no database, no manifest, no checks. Its CPU time scales with the machine as ours does, so the CPU figure
+ * is reported over it, like every other figure here over its baseline.
+ */
+async function bare(gens: readonly PyGeneration[], concurrency: number): Promise<number> {
+  const storage = new StorageClient(`${standIn.url}/storage/v1`, { apikey: standIn.serviceKey, Authorization: `Bearer ${standIn.serviceKey}` });
+  const bucket = `bare-${randomUUID().slice(0, 8)}`;
+  const created = await storage.createBucket(bucket, { public: false });
+  if (created.error) throw created.error;
+  const hash = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+  const cpu0 = process.cpuUsage();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < gens.length) {
+        const g = gens[next++]!;
+        const root = `v${g.version}__${g.generation_id}`;
+        const dir = join(storagePath, g.project_id, 'generations', root);
+        const names = ['manifest.json', ...Object.keys(g.files).map((f) => `source/${f}`)];
+        const tar = await packTar(
+          names.map((name) => {
+            const body = new Uint8Array(readFileSync(join(dir, name)));
+            return { header: { name: `${root}/${name}`, size: body.byteLength, mtime: new Date(0) }, body };
+          }),
+        );
+        const gz = new Uint8Array(await promisify(gzip)(tar, { level: 6 }));
+        const sha = hash(gz);
+        const key = `${g.project_id}/generations/${root}.tar.gz`;
+        const up = await storage.from(bucket).upload(key, gz, { contentType: 'application/gzip' });
+        if (up.error) throw up.error;
+        const down = await storage.from(bucket).download(key);
+        if (down.error || hash(new Uint8Array(await down.data.arrayBuffer())) !== sha) throw new Error(`bare: ${key} did not come back`);
+      }
+    }),
+  );
+  const cpu = process.cpuUsage(cpu0);
+  return (cpu.user + cpu.system) / 1e6;
+}
+
 try {
   const gens: PyGeneration[] = [];
   const projects: string[] = [];
@@ -74,6 +121,7 @@ try {
   await migrate(4, new Set(projects.slice(0, 1))); // warm-up, not counted
   const one = await migrate(1);
   const eight = await migrate(8);
+  const bareCpuSeconds = await bare(gens, 8);
 
   const figures = {
     generations: count,
@@ -85,6 +133,9 @@ try {
     c8_seconds: round(eight.seconds, 2),
     // this process's CPU (runner, PGlite, HTTP client) per generation: what caps the rate once the network is hidden
     cpu_ms_per_generation: round((eight.cpuSeconds / eight.uploaded) * 1000, 1),
+    bare_cpu_ms_per_generation: round((bareCpuSeconds / count) * 1000, 1),
+    // the CPU figure over its yardstick, measured in this run: what carries from one machine to another
+    cpu_over_bare: round(eight.cpuSeconds / bareCpuSeconds, 2),
   };
   console.log(
     `migration of ${count} generations (50 files / ~200 KB each, ${figures.archive_mb} MB of archives), verified, ` +
@@ -98,6 +149,10 @@ try {
     ]),
   );
   console.log(`8 / 1: ${figures.ratio}× (target: >= 4)`);
+  console.log(
+    `CPU per generation at 8: ${figures.cpu_ms_per_generation} ms; the bare work from libraries (read, tar, gzip, hash, upload, download, hash; no database) ` +
+      `${figures.bare_cpu_ms_per_generation} ms: ${figures.cpu_over_bare}× it`,
+  );
   console.log(JSON.stringify(figures));
 } finally {
   await db.close();

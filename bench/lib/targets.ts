@@ -31,7 +31,9 @@ export const TARGETS: Readonly<Record<string, readonly Target[]>> = {
   ],
   migration: [
     { figure: 'ratio', op: '>=', value: 4 }, // generations per second, --concurrency 8 vs 1
-    { figure: 'cpu_ms_per_generation', op: '<=', value: 19.4 }, // issue 15: half of 38.8, measured at 27d8e11 with this benchmark
+    // issue 15: CPU per generation halved. Over the bare work measured in the same run (machines differ 1.5-2x in
+    // CPU ms): 27d8e11 gave 3.22x and 3.13x with this benchmark (docs/BENCHMARKS.md §5), so half is 1.59
+    { figure: 'cpu_over_bare', op: '<=', value: 1.59 },
   ],
   // the edge's default MAX_GENERATION_BYTES (8 MiB) must fit one Edge Function's CPU and memory with margin
   'edge-save': [{ figure: 'largest_fitting_mb', op: '>=', value: 8 }],
