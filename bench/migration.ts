@@ -61,6 +61,8 @@ async function migrate(concurrency: number, projects?: ReadonlySet<string>): Pro
   return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, uploaded: report.counts.uploaded, bytes: report.bytes };
 }
 
+const gzipAsync = promisify(gzip);
+
 /**
  * The yardstick, run beside the migration: what a verified migration of these generations needs at the least, from
  * libraries alone (so it is the same work whatever our code is) — each one's files read, tarred (modern-tar),
@@ -89,7 +91,7 @@ async function bare(gens: readonly PyGeneration[], concurrency: number): Promise
             return { header: { name: `${root}/${name}`, size: body.byteLength, mtime: new Date(0) }, body };
           }),
         );
-        const gz = new Uint8Array(await promisify(gzip)(tar, { level: 6 }));
+        const gz = new Uint8Array(await gzipAsync(tar, { level: 6 }));
         const sha = hash(gz);
         const key = `${g.project_id}/generations/${root}.tar.gz`;
         const up = await storage.from(bucket).upload(key, gz, { contentType: 'application/gzip' });

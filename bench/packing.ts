@@ -16,14 +16,14 @@
 // The final line is the JSON of named figures.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { packTree, packTreeStream, type TreeFile } from '../functions/_shared/archive/tar-gz.ts';
-import { DENO, DENO_ENV } from '../test/helpers/deno-entry.ts';
+import { DENO, DENO_ENV, denoAvailable } from '../test/helpers/deno-entry.ts';
 import { diskFiles } from './lib/disk-files.ts';
 import { sourceFiles } from './lib/sample-source.ts';
 import { percentile, round } from './lib/stats.ts';
@@ -159,8 +159,7 @@ async function measure(tree: Tree): Promise<Record<Way, Run>> {
 
 /** The typical generation packed from memory under Deno (the edge entry's runtime), in a process of its own. */
 function packUnderDeno(tree: Tree): { ms: number; cpu_ms: number; size: number } | undefined {
-  const deno = DENO;
-  if (!existsSync(deno)) return undefined;
+  if (!denoAvailable()) return undefined;
   const script = `
     import { packTree } from './functions/_shared/archive/tar-gz.ts';
     import { readFileSync } from 'node:fs';
@@ -179,7 +178,7 @@ function packUnderDeno(tree: Tree): { ms: number; cpu_ms: number; size: number }
     const med = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     console.log(JSON.stringify({ ms: med(ms), cpu_ms: med(cpu), size }));`;
   writeFileSync(join(scratch, 'deno-tree.json'), JSON.stringify(tree.files.map((f) => [f.path, Buffer.from(f.data).toString('base64')])));
-  const out = execFileSync(deno, ['eval', '--node-modules-dir=none', '--config', 'deno.json', script], { env: DENO_ENV, encoding: 'utf8' });
+  const out = execFileSync(DENO, ['eval', '--node-modules-dir=none', '--config', 'deno.json', script], { env: DENO_ENV, encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').at(-1)!);
 }
 
